@@ -178,6 +178,11 @@ def load_into(
     for k, v in got.items():
         if dtype is not None and v.is_floating_point():
             v = v.to(dtype)
+        if v.device.type == "cpu" and v.data_ptr() % 64:
+            # Memory-mapped tensors sit wherever the file header puts them; CPU kernels take different
+            # vector paths for unaligned data, so the same weights would give slightly different numbers
+            # depending on the file they came from. A copy gives allocator-aligned memory.
+            v = v.clone()
         fixed[k] = v
     module.load_state_dict(fixed, strict=True, assign=True)
     return module

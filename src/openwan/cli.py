@@ -1,0 +1,164 @@
+"""The ``openwan`` command line. Each subcommand mirrors a Python API function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import OpenWanError
+
+EPILOG = """examples:
+  openwan generate "a corgi running on a beach at sunset" --model Wan2.1-T2V-1.3B --output corgi.mp4
+  openwan generate "a lighthouse in a storm" --model Wan2.1-T2V-14B --size 1280x720 --offload
+  openwan generate "a red apple on a table" --model Wan2.1-T2V-14B --frames 1 --size 1024x1024 -o apple.png
+  openwan info Wan2.1-T2V-1.3B
+  openwan convert Wan2.1-T2V-1.3B Wan2.1-T2V-1.3B-Diffusers --to diffusers
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    for sep in ("x", "*", "X"):
+        if sep in text:
+            w, h = text.split(sep, 1)
+            try:
+                return int(w), int(h)
+            except ValueError:
+                break
+    raise argparse.ArgumentTypeError(f"size must look like WIDTHxHEIGHT (e.g. 832x480), got {text!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="openwan", description="Wan 2.1 video generation: generate, inspect and convert checkpoints.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"openwan {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more (debug level)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    g = sub.add_parser(
+        "generate", help="generate a video (or an image with --frames 1) from a text prompt",
+        description="Generate a video from a text prompt with a Wan 2.1 text-to-video checkpoint. Unset "
+        "sampling options take the checkpoint variant's official defaults (T2V: 50 steps, guidance 5, "
+        "shift 5, 81 frames at 16 fps).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g.add_argument("prompt", help="what to generate; an empty string generates unconditionally")
+    g.add_argument("--model", "-m", required=True,
+                   help="checkpoint: official dir (Wan2.1-T2V-1.3B/), diffusers dir, or a single DiT .safetensors")
+    g.add_argument("--output", "-o", default="output.mp4", help=".mp4 for video; .png for --frames 1")
+    g.add_argument("--size", type=_size, default=None,
+                   help="WIDTHxHEIGHT, multiples of 16 (default: the variant's, 832x480 for 1.3B)")
+    g.add_argument("--frames", type=int, default=None, help="number of frames, 4n+1 (default 81; 1 = image)")
+    g.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
+    g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5.0)")
+    g.add_argument("--shift", type=float, default=None, help="noise schedule shift (default 5.0)")
+    g.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded in the metadata)")
+    g.add_argument("--solver", default="unipc", choices=["unipc", "dpm++", "euler"], help="sampler")
+    g.add_argument("--negative-prompt", default=None,
+                   help="what to avoid (default: the official Chinese negative prompt; '' for none)")
+    g.add_argument("--fps", type=int, default=16, help="frame rate of the written video")
+    g.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: best available)")
+    g.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"],
+                   help="DiT precision (default: bf16 on GPU, fp32 on CPU)")
+    g.add_argument("--offload", action="store_true",
+                   help="keep models on the CPU and move each to the GPU only while it runs (less VRAM)")
+    g.add_argument("--text-encoder-device", default=None, help="run umT5 here, e.g. cpu to save VRAM")
+    g.add_argument("--vae", default=None, help="VAE file, overriding the checkpoint's (needed for single files)")
+    g.add_argument("--text-encoder", default=None, help="umT5 file or folder, overriding the checkpoint's")
+    g.add_argument("--tokenizer", default=None, help="tokenizer folder, overriding the checkpoint's")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    i = sub.add_parser("info", help="print the layout, files and model variant detected at a path",
+                       description="Inspect a checkpoint without loading it into a model.")
+    i.add_argument("path")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+
+    c = sub.add_parser("convert", help="convert a checkpoint between the official and diffusers layouts",
+                       description="Convert all components (DiT, VAE, umT5, tokenizer, configs). Tensors are "
+                       "copied bit for bit; only names and configs change.")
+    c.add_argument("src")
+    c.add_argument("dst", help="new (or empty) output folder")
+    c.add_argument("--to", required=True, choices=["official", "diffusers"])
+
+    r = sub.add_parser("init-random", help="write a tiny random-weight checkpoint (for smoke tests and demos)",
+                       description="Write a small Wan-architecture checkpoint with random weights and a small "
+                       "bilingual tokenizer. It generates noise-like videos: use it to check an installation "
+                       "or a pipeline end to end without downloading the real weights.")
+    r.add_argument("dst")
+    r.add_argument("--layout", default="official", choices=["official", "diffusers"])
+    r.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except OpenWanError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _generate(args) -> int:
+    from .media import check_writable
+    from .pipelines import load_pipeline
+
+    # Fail on an unwritable output before spending minutes loading weights.
+    check_writable(args.output, frames=args.frames if args.frames is not None else 81)
+    pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
+                         text_encoder_device=args.text_encoder_device, vae=args.vae,
+                         text_encoder=args.text_encoder, tokenizer=args.tokenizer)
+    width, height = args.size if args.size else (None, None)
+    result = pipe.generate(
+        args.prompt, negative_prompt=args.negative_prompt, width=width, height=height, frames=args.frames,
+        steps=args.steps, guidance=args.guidance, shift=args.shift, seed=args.seed, solver=args.solver,
+        output=args.output, fps=args.fps, progress=not args.no_progress,
+    )
+    m = result.metadata
+    print(f"wrote {result.path} ({m['frames']} frames, {m['width']}x{m['height']}, seed {m['seed']}, "
+          f"{m['seconds']:.1f} s)")
+    return 0
+
+
+def _info(args) -> int:
+    from .checkpoint.inspect import describe_checkpoint, format_description
+
+    desc = describe_checkpoint(args.path)
+    print(json.dumps(desc, indent=2) if args.json else format_description(desc))
+    return 0
+
+
+def _convert(args) -> int:
+    from .checkpoint.convert import convert_checkpoint
+
+    out = convert_checkpoint(args.src, args.dst, to=args.to)
+    print(f"wrote {args.to} checkpoint to {out}")
+    return 0
+
+
+def _init_random(args) -> int:
+    from .checkpoint.random_init import write_random_checkpoint
+
+    out = write_random_checkpoint(args.dst, layout=args.layout, seed=args.seed)
+    print(f"wrote a tiny random-weight checkpoint ({args.layout} layout) to {out}")
+    return 0
+
+
+COMMANDS = {"generate": _generate, "info": _info, "convert": _convert, "init-random": _init_random}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""``load_pipeline``: one call from a checkpoint path to a ready :class:`WanPipeline`."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ..checkpoint.layout import CheckpointFiles, find_checkpoint
+from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
+from ..configs import variant_for
+from ..devices import resolve_device, resolve_dtype
+from ..errors import CheckpointError
+from .text_to_video import WanPipeline
+
+log = logging.getLogger(__name__)
+
+
+def resolve_files(
+    path: str | os.PathLike,
+    *,
+    vae: str | os.PathLike | None = None,
+    text_encoder: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+) -> CheckpointFiles:
+    """Locate every component, with explicit per-component paths overriding what the layout provides."""
+    files = find_checkpoint(path)
+    if vae is not None:
+        files.vae, files.vae_config = Path(vae), None
+    if text_encoder is not None:
+        te = Path(text_encoder)
+        if te.is_dir():  # a transformers folder: config.json + model*.safetensors
+            files.text_encoder_config = te / "config.json"
+            files.text_encoder = next(
+                (te / n for n in ("model.safetensors", "model.safetensors.index.json") if (te / n).exists()), te
+            )
+        else:
+            files.text_encoder, files.text_encoder_config = te, None
+    if tokenizer is not None:
+        files.tokenizer = Path(tokenizer)
+    missing = [n for n, p in (("VAE", files.vae), ("text encoder", files.text_encoder), ("tokenizer", files.tokenizer))
+               if p is None]
+    if missing:
+        raise CheckpointError(
+            f"{path}: no {', '.join(missing)} found ({files.layout} layout); give "
+            + ", ".join(f"--{m.replace(' ', '-')}" for m in missing)
+            + f" or use a complete checkpoint\nexpected {files.expected_layout}"
+        )
+    return files
+
+
+def load_pipeline(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    text_encoder_device: str | torch.device | None = None,
+    text_encoder_dtype: str | torch.dtype | None = None,
+    vae_dtype: str | torch.dtype = torch.float32,
+    offload: bool = False,
+    vae: str | os.PathLike | None = None,
+    text_encoder: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+) -> WanPipeline:
+    """Load a Wan 2.1 checkpoint (official directory, diffusers directory or single DiT file).
+
+    ``device=None`` picks CUDA, MPS or CPU; ``dtype`` (DiT) defaults to bf16 on accelerators and fp32 on
+    the CPU; the VAE runs in fp32 like the official code. ``offload`` keeps every model on the CPU and
+    moves each to ``device`` only while it runs; ``text_encoder_device="cpu"`` runs umT5 on the CPU.
+    """
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    te_dev = resolve_device(text_encoder_device) if text_encoder_device else dev
+    te_dt = resolve_dtype(text_encoder_dtype, te_dev) if text_encoder_dtype else (
+        torch.bfloat16 if te_dev.type == "cuda" else None  # None keeps the stored dtype (bf16 for the release)
+    )
+    files = resolve_files(path, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+    layout = files.expected_layout
+    # Each model loads straight to where it rests (CPU when offloading) to avoid a transient copy.
+    rest = torch.device("cpu") if offload else dev
+    dit = load_dit(files.dit, config_path=files.dit_config, device=rest, dtype=dt, expected_layout=layout)
+    vae_model = load_vae(files.vae, config_path=files.vae_config, device=rest,
+                         dtype=resolve_dtype(vae_dtype, dev), expected_layout=layout)
+    te = load_text_encoder(files.text_encoder, files.tokenizer, config_path=files.text_encoder_config,
+                           device=torch.device("cpu") if offload else te_dev, dtype=te_dt,
+                           text_len=dit.config.text_len, expected_layout=layout)
+    variant = variant_for(dit.config)
+    log.info("loaded %s (%s layout, variant %s) on %s/%s", files.root, files.layout,
+             variant.name if variant else "custom", dev, dt)
+    return WanPipeline(dit, vae_model, te, device=dev, dtype=dt, text_encoder_device=te_dev, offload=offload,
+                       variant=variant, source=str(Path(path)))
