@@ -105,3 +105,14 @@ def test_info_reports_layout_and_config(tiny_official, tiny_diffusers, capsys):
     assert official["variant"] == "custom"
     assert main(["info", str(tiny_official)]) == 0
     assert "layout:    official" in capsys.readouterr().out
+
+
+def test_outputs_get_normal_permissions_not_0600(tiny_pipe, tmp_path):
+    import os
+    import stat
+
+    r = tiny_pipe.generate("x", output=tmp_path / "v.mp4", progress=False, **SMALL)
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in (r.path, r.path.with_suffix(".json")):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .checkpoint.io import atomic_write, write_text_atomic
 from .errors import InputError
 
 VIDEO_SUFFIXES = (".mp4",)
@@ -46,21 +47,14 @@ def check_writable(path: str | os.PathLike, *, frames: int) -> Path:
     return p
 
 
-def _atomic_target(path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return tmp
-
-
 def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 16,
                 metadata: dict[str, Any] | None = None, crf: int = 18) -> Path:
     """Encode ``frames`` (uint8, [T, H, W, 3]) as H.264/yuv420p MP4 at ``fps``; returns the path."""
     import av
 
     frames = _check_frames(frames)
-    path = Path(path)
-    tmp = _atomic_target(path)
-    try:
+
+    def encode(tmp: str) -> None:
         with av.open(tmp, mode="w", format="mp4") as container:
             if metadata:
                 container.metadata["comment"] = json.dumps(metadata, ensure_ascii=False)
@@ -73,12 +67,8 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 16,
                     container.mux(packet)
             for packet in stream.encode():
                 container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+
+    return atomic_write(path, encode, suffix=".mp4")
 
 
 def write_image(frame: np.ndarray, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
@@ -87,19 +77,10 @@ def write_image(frame: np.ndarray, path: str | os.PathLike, *, metadata: dict[st
     from PIL.PngImagePlugin import PngInfo
 
     frame = _check_frames(frame[None])[0]
-    path = Path(path)
     info = PngInfo()
     if metadata:
         info.add_itxt("openwan", json.dumps(metadata, ensure_ascii=False))
-    tmp = _atomic_target(path)
-    try:
-        Image.fromarray(frame).save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: Image.fromarray(frame).save(tmp, format="PNG", pnginfo=info), suffix=".png")
 
 
 def sidecar_path(path: str | os.PathLike) -> Path:
@@ -107,8 +88,6 @@ def sidecar_path(path: str | os.PathLike) -> Path:
 
 
 def write_sidecar(path: str | os.PathLike, metadata: dict[str, Any]) -> Path:
-    from .checkpoint.io import write_text_atomic
-
     return write_text_atomic(sidecar_path(path), json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -100,13 +100,13 @@ def write_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike, *
         groups[-1][k] = v
         size += nbytes
     if len(groups) == 1:
-        _atomic(path, lambda tmp: save_file(groups[0], tmp, metadata=metadata or {"format": "pt"}))
+        atomic_write(path, lambda tmp: save_file(groups[0], tmp, metadata=metadata or {"format": "pt"}))
         return [path]
     stem = path.name[: -len(".safetensors")]
     written, weight_map = [], {}
     for i, g in enumerate(groups, 1):
         shard = path.with_name(f"{stem}-{i:05d}-of-{len(groups):05d}.safetensors")
-        _atomic(shard, lambda tmp, g=g: save_file(g, tmp, metadata=metadata or {"format": "pt"}))
+        atomic_write(shard, lambda tmp, g=g: save_file(g, tmp, metadata=metadata or {"format": "pt"}))
         written.append(shard)
         weight_map.update({k: shard.name for k in g})
     total = sum(v.numel() * v.element_size() for v in tensors.values())
@@ -119,7 +119,7 @@ def write_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike, *
 def write_pth(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write a plain ``.pth`` state dict (the official layout for the VAE and T5) atomically."""
     path = Path(path)
-    _atomic(path, lambda tmp: torch.save({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp))
+    atomic_write(path, lambda tmp: torch.save({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp))
     return path
 
 
@@ -130,21 +130,28 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
-    _atomic(path, _w)
+    atomic_write(path, _w)
     return path
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: str | os.PathLike, write, suffix: str = ".tmp") -> Path:
+    """Call ``write(tmp_name)`` on a temporary file next to ``path``, then rename it into place, so a crash
+    never leaves a half-written file under the final name. The file gets the usual umask permissions."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    return path
 
 
 def load_into(
