@@ -16,10 +16,10 @@ import torch
 
 from ..configs import DiTConfig, VAEConfig, variant_for
 from ..errors import CheckpointError, InputError
-from .io import StateDict, read_state_dict, write_pth, write_safetensors, write_text_atomic
+from .io import StateDict, write_pth, write_safetensors, write_text_atomic
 from .layout import (OFFICIAL_DIT, OFFICIAL_T5, OFFICIAL_TOKENIZER, OFFICIAL_VAE, CheckpointFiles,
-                     find_checkpoint, identify_state_dict, read_json)
-from .loader import dit_config_from_file, strip_prefix, vae_config_from_file
+                     find_checkpoint)
+from .loader import dit_config_from_file, read_official_state_dict, vae_config_from_file
 
 MAX_SHARD_BYTES = 5 * 1024**3
 DIFFUSERS_VERSION = "0.33.0"
@@ -116,26 +116,20 @@ def save_diffusers(dst: str | os.PathLike, *, dit: StateDict, dit_config: DiTCon
 
 def read_official_components(files: CheckpointFiles) -> dict:
     """Every component of a checkpoint as official-key state dicts plus the DiT/VAE configs."""
-    from .keymap_dit import dit_config_from_state_dict, dit_diffusers_to_official
-    from .keymap_t5 import t5_transformers_to_official
-    from .keymap_vae import vae_config_from_state_dict, vae_diffusers_to_official
+    from .keymap_dit import dit_config_from_state_dict
+    from .keymap_vae import vae_config_from_state_dict
 
     if files.vae is None or files.text_encoder is None or files.tokenizer is None:
         raise CheckpointError(
             f"{files.root} is incomplete ({'; '.join(files.notes)}): converting needs the DiT, VAE, text encoder "
             f"and tokenizer\nexpected {files.expected_layout}"
         )
-    dit = strip_prefix(read_state_dict(files.dit))
-    if identify_state_dict(dit) == "dit-diffusers":
-        dit = dit_diffusers_to_official(dit)
+    layout = files.expected_layout
+    dit = read_official_state_dict(files.dit, "dit", layout)
     dit_config = dit_config_from_file(files.dit_config) if files.dit_config else dit_config_from_state_dict(dit)
-    vae = read_state_dict(files.vae)
-    if identify_state_dict(vae) == "vae-diffusers":
-        vae = vae_diffusers_to_official(vae)
+    vae = read_official_state_dict(files.vae, "vae", layout)
     vae_config = vae_config_from_file(files.vae_config) if files.vae_config else vae_config_from_state_dict(vae)
-    t5 = read_state_dict(files.text_encoder)
-    if identify_state_dict(t5) == "t5-transformers":
-        t5 = t5_transformers_to_official(t5)
+    t5 = read_official_state_dict(files.text_encoder, "t5", layout)
     return {"dit": dit, "dit_config": dit_config, "vae": vae, "vae_config": vae_config, "t5": t5,
             "tokenizer": files.tokenizer}
 

@@ -11,6 +11,9 @@ import torch
 from ..configs import DiTConfig, VAEConfig
 from ..errors import CheckpointError
 from .io import StateDict, load_into, read_state_dict
+from .keymap_dit import dit_diffusers_to_official
+from .keymap_t5 import t5_transformers_to_official
+from .keymap_vae import vae_diffusers_to_official
 from .layout import COMFY_PREFIX, check_slot, identify_state_dict, read_json
 
 log = logging.getLogger(__name__)
@@ -45,22 +48,43 @@ def dit_config_from_file(path: Path, sd: StateDict | None = None) -> DiTConfig:
     return DiTConfig.from_dict(d)
 
 
-def load_dit(path: Path, *, config_path: Path | None = None, device: torch.device | str = "cpu",
-             dtype: torch.dtype | None = None, expected_layout: str = "") -> "WanDiT":  # noqa: F821
-    from ..models.dit import WanDiT
-    from .keymap_dit import dit_config_from_state_dict, dit_diffusers_to_official
+_TO_OFFICIAL_KEYS = {
+    "dit-diffusers": dit_diffusers_to_official,
+    "vae-diffusers": vae_diffusers_to_official,
+    "t5-transformers": t5_transformers_to_official,
+}
 
-    sd = strip_prefix(read_state_dict(path))
+
+def read_official_state_dict(path: Path, slot: str, expected_layout: str = "") -> StateDict:
+    """Read the weights for ``slot`` ('dit', 'vae' or 't5') from any naming convention and return them
+    under our native (official) key names; a file holding another model is rejected by name."""
+    sd = read_state_dict(path)
+    if slot == "dit":
+        sd = strip_prefix(sd)
     kind = identify_state_dict(sd.keys())
-    check_slot(kind, "dit", path, expected_layout)
-    if kind == "dit-diffusers":
-        sd = dit_diffusers_to_official(sd)
-    config = dit_config_from_file(config_path) if config_path else dit_config_from_state_dict(sd)
-    with torch.device("meta"):
-        model = WanDiT(config)
+    check_slot(kind, slot, path, expected_layout)
+    if kind in _TO_OFFICIAL_KEYS:
+        sd = _TO_OFFICIAL_KEYS[kind](sd)
+    return sd
+
+
+def _assign(model: torch.nn.Module, sd: StateDict, path: Path, expected_layout: str,
+            dtype: torch.dtype | None, device: torch.device | str) -> torch.nn.Module:
     load_into(model, sd, source=str(path), expected_layout=expected_layout, dtype=dtype)
     _materialize_buffers(model, "cpu")
     return model.to(device).eval().requires_grad_(False)
+
+
+def load_dit(path: Path, *, config_path: Path | None = None, device: torch.device | str = "cpu",
+             dtype: torch.dtype | None = None, expected_layout: str = "") -> "WanDiT":  # noqa: F821
+    from ..models.dit import WanDiT
+    from .keymap_dit import dit_config_from_state_dict
+
+    sd = read_official_state_dict(path, "dit", expected_layout)
+    config = dit_config_from_file(config_path) if config_path else dit_config_from_state_dict(sd)
+    with torch.device("meta"):
+        model = WanDiT(config)
+    return _assign(model, sd, path, expected_layout, dtype, device)
 
 
 def vae_config_from_file(path: Path) -> VAEConfig:
@@ -72,19 +96,13 @@ def vae_config_from_file(path: Path) -> VAEConfig:
 def load_vae(path: Path, *, config_path: Path | None = None, device: torch.device | str = "cpu",
              dtype: torch.dtype = torch.float32, expected_layout: str = "") -> "WanVAE":  # noqa: F821
     from ..models.vae import WanVAE
-    from .keymap_vae import vae_config_from_state_dict, vae_diffusers_to_official
+    from .keymap_vae import vae_config_from_state_dict
 
-    sd = read_state_dict(path)
-    kind = identify_state_dict(sd.keys())
-    check_slot(kind, "vae", path, expected_layout)
-    if kind == "vae-diffusers":
-        sd = vae_diffusers_to_official(sd)
+    sd = read_official_state_dict(path, "vae", expected_layout)
     config = vae_config_from_file(config_path) if config_path else vae_config_from_state_dict(sd)
     with torch.device("meta"):
         model = WanVAE(config)
-    load_into(model, sd, source=str(path), expected_layout=expected_layout, dtype=dtype)
-    _materialize_buffers(model, "cpu")
-    return model.to(device).eval().requires_grad_(False)
+    return _assign(model, sd, path, expected_layout, dtype, device)
 
 
 def load_text_encoder(path: Path, tokenizer: Path | None, *, config_path: Path | None = None,
@@ -99,20 +117,12 @@ def load_text_encoder(path: Path, tokenizer: Path | None, *, config_path: Path |
 
     if tokenizer is None:
         raise CheckpointError(f"no tokenizer folder for the text encoder {path}\nexpected {expected_layout}")
-    sd = read_state_dict(path)
-    kind = identify_state_dict(sd.keys())
-    check_slot(kind, "t5", path, expected_layout)
-    if kind == "t5-official":
-        config = umt5_config_from_official_state_dict(sd)
-        sd = t5_official_to_transformers(sd)
-    else:
-        if config_path is None:
-            raise CheckpointError(f"{path} holds transformers-style umT5 weights but no config.json is next to it")
-        config = UMT5Config.from_dict(read_json(config_path))
+    sd = read_official_state_dict(path, "t5", expected_layout)
+    # A transformers folder's config.json is authoritative; an official .pth carries only tensors.
+    config = (UMT5Config.from_dict(read_json(config_path)) if config_path
+              else umt5_config_from_official_state_dict(sd))
+    sd = t5_official_to_transformers(sd)
     model = build_umt5_encoder(config, device="meta")
-    # transformers ties encoder.embed_tokens to shared; a saved folder usually stores only shared.weight.
-    if "shared.weight" in sd and "encoder.embed_tokens.weight" not in sd:
-        sd["encoder.embed_tokens.weight"] = sd["shared.weight"]
     load_into(model, sd, source=str(path), expected_layout=expected_layout, dtype=dtype)
     _materialize_buffers(model, "cpu")
     # WanTextEncoder re-ties the embeddings, so the table is moved to the device once, not twice.

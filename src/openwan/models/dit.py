@@ -106,18 +106,12 @@ class SelfAttention(nn.Module):
         return self.o(attention(q, k, v).flatten(2))
 
 
-class CrossAttention(nn.Module):
-    """Attention from video tokens to text tokens (no RoPE); I2V adds a parallel branch over image tokens."""
+class CrossAttention(SelfAttention):
+    """Attention from video tokens to text tokens (same projections, no RoPE); I2V adds a parallel
+    branch over image tokens."""
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool, eps: float, image_input: bool):
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
-        self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        super().__init__(dim, num_heads, qk_norm, eps)
         if image_input:
             self.k_img = nn.Linear(dim, dim)
             self.v_img = nn.Linear(dim, dim)
