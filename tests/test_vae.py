@@ -59,8 +59,7 @@ def ours() -> WanVAE:
 
 @pytest.fixture(scope="module")
 def reference(ours):
-    cfg = {k: v for k, v in vae_config_to_diffusers(TINY).items() if not k.startswith("_")}
-    ref = diffusers.AutoencoderKLWan(**cfg).eval()
+    ref = diffusers.AutoencoderKLWan(**vae_config_to_diffusers(TINY)).eval()
     ref.load_state_dict(vae_official_to_diffusers(ours.state_dict()), strict=True)
     return ref
 
@@ -208,7 +207,7 @@ def test_config_to_and_from_diffusers():
     d = vae_config_to_diffusers(TINY)
     assert vae_config_from_diffusers(d) == TINY
     with torch.device("meta"):
-        ref = diffusers.AutoencoderKLWan(**{k: v for k, v in d.items() if not k.startswith("_")})
+        ref = diffusers.AutoencoderKLWan(**d)
     assert dict(ref.config)["temperal_downsample"] == list(TINY.temporal_downsample)
     default = vae_config_from_diffusers({"_class_name": "AutoencoderKLWan"})
     assert default == VAEConfig() and default.latents_mean == LATENTS_MEAN and default.latents_std == LATENTS_STD

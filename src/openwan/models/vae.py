@@ -133,7 +133,8 @@ class AttentionBlock(nn.Module):
         self.to_qkv = nn.Conv2d(dim, dim * 3, 1)
         self.proj = nn.Conv2d(dim, dim, 1)
 
-    def forward(self, x: Tensor, cache: FeatureCache | None = None) -> Tensor:  # cache: same call as other blocks
+    def forward(self, x: Tensor, cache: FeatureCache | None = None) -> Tensor:
+        """x: [B, C, T, H, W]; ``cache`` is unused (frames are independent) but keeps the block call uniform."""
         b, c, t, h, w = x.shape
         qkv = conv3d(self.norm(x), self.to_qkv.weight[:, :, None], self.to_qkv.bias)  # [B, 3C, T, H, W]
         qkv = qkv.permute(0, 2, 3, 4, 1).reshape(b * t, 1, h * w, 3 * c)  # one head per frame
@@ -155,7 +156,7 @@ class Resample(nn.Module):
         self.mode = mode
         if mode.startswith("upsample"):
             self.resample = nn.Sequential(
-                nn.Upsample(scale_factor=(1.0, 2.0, 2.0), mode="nearest-exact"), nn.Conv2d(dim, dim // 2, 3, padding=1)
+                nn.Upsample(scale_factor=2.0, mode="nearest-exact"), nn.Conv2d(dim, dim // 2, 3, padding=1)
             )
         else:
             self.resample = nn.Sequential(nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(dim, dim, 3, stride=2))
@@ -168,9 +169,11 @@ class Resample(nn.Module):
     def forward(self, x: Tensor, cache: FeatureCache) -> Tensor:
         if self.mode == "upsample3d":
             x = self._double_frames(x, cache)
-        # the 2D conv runs on every frame: a (1, k, k) conv3d on the 5D tensor avoids a (B*T) reshape copy
+        # The official runs these 2D ops on (B*T) frames; here without that reshape copy: the pad or
+        # upsample sees (C, T) folded into one axis (a free view), the conv is a (1, k, k) conv3d.
         pre, conv = self.resample
-        x = conv3d(pre(x), conv.weight[:, :, None], conv.bias, (1, *conv.stride), (0, *conv.padding))
+        x = pre(x.flatten(1, 2)).unflatten(1, x.shape[1:3])
+        x = conv3d(x, conv.weight[:, :, None], conv.bias, (1, *conv.stride), (0, *conv.padding))
         if self.mode == "downsample3d":
             x = self._halve_frames(x, cache)
         return x
