@@ -126,3 +126,20 @@ def test_empty_prompt_is_allowed_and_logged(tiny_pipe, caplog):
         r = tiny_pipe.generate("", progress=False, **SMALL)
     assert r.frames.shape[0] == 5
     assert "empty prompt" in caplog.text
+
+
+class _Payload:
+    """Unpickling this would run code; weights_only loading must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("pickle code ran",))
+
+
+def test_pth_is_loaded_without_executing_pickled_code(tmp_path, capsys):
+    from openwan.checkpoint.io import read_state_dict
+
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(1), "payload": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="could not read checkpoint .*evil.pth"):
+        read_state_dict(path)
+    assert "pickle code ran" not in capsys.readouterr().out
