@@ -1,8 +1,11 @@
-"""Peak-memory measurement of one call on the CPU (RSS sampled in a thread) or on CUDA (allocator peak).
+"""Timing and peak-memory measurement of one call on the CPU (RSS sampled in a thread) or on CUDA
+(allocator peak).
 
-On the CPU glibc keeps freed memory in its arenas, which would hide a later call's peak; bench scripts
-therefore re-exec themselves with ``MALLOC_MMAP_THRESHOLD_`` low so large buffers are returned to the
-OS when freed, and call ``malloc_trim`` before each measurement.
+On the CPU glibc keeps freed memory in its arenas, which would hide a later call's peak, so memory is
+measured in a separate process (phase "memory") run with ``MALLOC_MMAP_THRESHOLD_`` low, which returns
+large buffers to the OS when freed. That setting makes every large allocation a fresh mmap and so slows
+both implementations, so timings come from a process with the normal allocator (phase "time").
+``OPENWAN_BENCH_PHASE`` selects the phase; unset, both are measured in this process.
 """
 
 from __future__ import annotations
@@ -21,11 +24,34 @@ import torch
 ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
-def reexec_with_malloc_env() -> None:
-    if all(os.environ.get(k) == v for k, v in ENV.items()):
-        return
-    os.environ.update(ENV)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+PHASE = os.environ.get("OPENWAN_BENCH_PHASE", "both")  # "time" | "memory" | "both"
+
+
+def run_phases(argv: list[str], out_json: str) -> dict:
+    """Run this benchmark twice in child processes, timings with the normal allocator and memory with
+    the low mmap threshold, and merge their JSON results."""
+    import json
+    import subprocess
+    import tempfile
+
+    results = []
+    for phase, extra_env in (("time", {}), ("memory", ENV)):
+        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+            path = f.name
+        env = {**os.environ, **extra_env, "OPENWAN_BENCH_PHASE": phase}
+        subprocess.run([sys.executable, *argv, "--out", path], env=env, check=True)
+        with open(path) as f:
+            results.append(json.load(f))
+        os.unlink(path)
+    return _merge(*results)
+
+
+def _merge(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {k: _merge(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
+    if isinstance(a, list) and isinstance(b, list):
+        return [_merge(x, y) for x, y in zip(a, b)]
+    return a
 
 
 def _trim() -> None:
@@ -49,19 +75,24 @@ def compare(ours: Callable[[], Any], theirs: Callable[[], Any], device: torch.de
     """Time two implementations interleaved (A B A B …, so drifting machine load hits both alike) and
     measure each one's peak memory. Reports the fastest and the median call of each."""
     ours(), theirs()  # warm-up
-    t_a, t_b = [], []
-    for _ in range(repeats):
-        t_a.append(_timed(ours, device))
-        t_b.append(_timed(theirs, device))
-    t_a.sort(), t_b.sort()
-    m_a, m_b = peak_memory_mib(ours, device), peak_memory_mib(theirs, device)
-    return {
-        "ours_min_s": round(t_a[0], 4), "diffusers_min_s": round(t_b[0], 4),
-        "ours_median_s": round(t_a[len(t_a) // 2], 4), "diffusers_median_s": round(t_b[len(t_b) // 2], 4),
-        "time_ratio_min": round(t_a[0] / t_b[0], 3), "time_ratio_median": round(t_a[len(t_a) // 2] / t_b[len(t_b) // 2], 3),
-        "ours_peak_mib": round(m_a, 1), "diffusers_peak_mib": round(m_b, 1),
-        "memory_ratio": round(m_a / m_b, 3) if m_b > 0 else None,
-    }
+    row: dict = {}
+    if PHASE in ("time", "both"):
+        t_a, t_b = [], []
+        for _ in range(repeats):
+            t_a.append(_timed(ours, device))
+            t_b.append(_timed(theirs, device))
+        t_a.sort(), t_b.sort()
+        mid = len(t_a) // 2
+        row.update({
+            "ours_min_s": round(t_a[0], 4), "diffusers_min_s": round(t_b[0], 4),
+            "ours_median_s": round(t_a[mid], 4), "diffusers_median_s": round(t_b[mid], 4),
+            "time_ratio_min": round(t_a[0] / t_b[0], 3), "time_ratio_median": round(t_a[mid] / t_b[mid], 3),
+        })
+    if PHASE in ("memory", "both"):
+        m_a, m_b = peak_memory_mib(ours, device), peak_memory_mib(theirs, device)
+        row.update({"ours_peak_mib": round(m_a, 1), "diffusers_peak_mib": round(m_b, 1),
+                    "memory_ratio": round(m_a / m_b, 3) if m_b > 0 else None})
+    return row
 
 
 def measure(fn: Callable[[], Any], device: torch.device, repeats: int = 3) -> tuple[float, float]:
