@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-
 import torch
 
 from .configs import PATCH_SIZE, VAE_STRIDE, Variant
@@ -65,7 +63,3 @@ def latent_shape(width: int, height: int, frames: int, channels: int = 16) -> tu
     t, h, w = VAE_STRIDE
     return channels, (frames - 1) // t + 1, height // h, width // w
 
-
-def num_tokens(width: int, height: int, frames: int) -> int:
-    _, f, h, w = latent_shape(width, height, frames)
-    return f * math.ceil(h / PATCH_SIZE[1]) * math.ceil(w / PATCH_SIZE[2])

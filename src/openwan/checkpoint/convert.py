@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-import torch
 
 from ..configs import DiTConfig, VAEConfig, variant_for
 from ..errors import CheckpointError, InputError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -161,7 +161,6 @@ def load_into(
     source: str,
     expected_layout: str = "",
     dtype: torch.dtype | None = None,
-    ignore: Iterable[str] = (),
 ) -> nn.Module:
     """Strictly load ``sd`` into ``module`` (possibly built on the meta device) by assignment.
 
@@ -169,9 +168,8 @@ def load_into(
     mismatch, so a wrong file in a slot is caught before any compute. Floating tensors are cast to
     ``dtype`` when given. Assignment avoids a second copy of the weights.
     """
-    ignore = tuple(ignore)
     own = module.state_dict(keep_vars=True)
-    got = {k: v for k, v in sd.items() if not (ignore and k.startswith(ignore))}
+    got = dict(sd)
     missing = sorted(k for k in own if k not in got)
     unexpected = sorted(k for k in got if k not in own)
     mismatched = [

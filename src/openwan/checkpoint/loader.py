@@ -3,7 +3,6 @@ construct on the meta device and assign the loaded tensors (no second copy of th
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -15,8 +14,6 @@ from .keymap_dit import dit_diffusers_to_official
 from .keymap_t5 import t5_transformers_to_official
 from .keymap_vae import vae_diffusers_to_official
 from .layout import COMFY_PREFIX, check_slot, identify_state_dict, read_json
-
-log = logging.getLogger(__name__)
 
 
 def strip_prefix(sd: StateDict, prefix: str = COMFY_PREFIX) -> StateDict:

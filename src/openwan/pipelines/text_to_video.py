@@ -141,7 +141,7 @@ class WanPipeline:
         check_frames(frames)
         if guidance < 0:
             raise InputError(f"guidance must be >= 0, got {guidance}")
-        if getattr(self.dit, "config", None) is not None and self.dit.config.has_image_input:
+        if self.dit.config.has_image_input:
             raise InputError(
                 f"{self.source} is an image-to-video model ({self.dit.config.model_type}); "
                 "this pipeline generates from text only"
@@ -159,7 +159,7 @@ class WanPipeline:
         cond, uncond = context[:1], context[1:] if use_cfg else None
 
         generator = torch.Generator("cpu").manual_seed(seed)
-        shape = latent_shape(width, height, frames, self.vae.config.z_dim if hasattr(self.vae, "config") else 16)
+        shape = latent_shape(width, height, frames, self.vae.config.z_dim)
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)[None]
 
         with self._on("dit", self.device) as dit:
