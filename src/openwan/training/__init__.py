@@ -1,0 +1,1 @@
+"""Training: flow-matching DiT training with a staged curriculum, VAE training and LoRA."""
