@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..errors import InputError
 
@@ -86,3 +87,15 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | 
     if isinstance(out, tuple):  # flash-attention 3 releases differ in returning (out, lse) or out
         out = out[0]
     return out.to(out_dtype)
+
+
+class Attention(nn.Module):
+    """Parameter-free module around :func:`attention` for self-attention.
+
+    A module (not a bare call) so parallelism applied from outside the model, such as Ulysses
+    context parallel, can swap it for a distributed version without touching the model code.
+    It owns no parameters or buffers, so state-dict keys are unaffected.
+    """
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return attention(q, k, v)

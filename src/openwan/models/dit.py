@@ -23,7 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..configs import DiTConfig
 from ..errors import InputError
-from .attention import attention
+from .attention import Attention, attention
 from .rope import apply_rope, rope_tables
 
 MODEL_TYPES = ("t2v", "i2v", "flf2v")
@@ -96,6 +96,7 @@ class SelfAttention(nn.Module):
         self.o = nn.Linear(dim, dim)
         self.norm_q = RMSNorm(dim, eps) if qk_norm else nn.Identity()
         self.norm_k = RMSNorm(dim, eps) if qk_norm else nn.Identity()
+        self.attn = Attention()  # a module so context parallel can replace it from outside
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """x [B, L, D] -> [B, L, D]; rope = (cos, sin) from ``rope_tables``."""
@@ -103,7 +104,7 @@ class SelfAttention(nn.Module):
         q = apply_rope(self.norm_q(self.q(x)).unflatten(-1, heads), *rope)  # [B, L, heads, d]
         k = apply_rope(self.norm_k(self.k(x)).unflatten(-1, heads), *rope)
         v = self.v(x).unflatten(-1, heads)
-        return self.o(attention(q, k, v).flatten(2))
+        return self.o(self.attn(q, k, v).flatten(2))
 
 
 class CrossAttention(SelfAttention):
