@@ -187,3 +187,13 @@ def test_checkpoint_manager_saves_atomically_and_skips_incomplete(tmp_path, capl
     # The next save clears the stale .tmp.
     manager.save(6, {"model": model.state_dict()}, {"step": 6})
     assert not (tmp_path / "ckpt" / "step-00000004.tmp").exists()
+
+
+def test_checked_in_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.toml"))
+    assert configs
+    for path in configs:
+        cfg = load_config(path)
+        assert cfg.stages and cfg.total_steps > 0

@@ -68,7 +68,7 @@ def _distributed() -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_single_process() -> Iterator[None]:
+def quiet_single_process() -> Iterator[None]:
     """DCP warns that it 'assumes' single-process use when no process group exists: that is intended."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")
@@ -120,7 +120,7 @@ class CheckpointManager:
                 shutil.rmtree(final)
             tmp.mkdir(parents=True)
         _barrier()
-        with _quiet_single_process():
+        with quiet_single_process():
             dcp.save(shared, checkpoint_id=tmp, no_dist=not _distributed())
         rank_file = tmp / f"rank-{rank:05d}.pt"
         with open(rank_file, "wb") as f:
@@ -152,7 +152,7 @@ class CheckpointManager:
         if not marker.is_file():
             raise CheckpointError(f"{path} is not a complete checkpoint (no {COMPLETE} marker)")
         try:
-            with _quiet_single_process():
+            with quiet_single_process():
                 dcp.load(shared, checkpoint_id=path, no_dist=not _distributed())
         except Exception as e:  # DCP raises plain exceptions on missing keys/shards
             raise CheckpointError(f"cannot load checkpoint {path}: {e}") from e

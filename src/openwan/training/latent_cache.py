@@ -1,0 +1,105 @@
+"""Pre-encoded training inputs on disk: VAE latents per (clip, bucket) and umT5 embeddings per caption.
+
+Video DiTs are trained from cached latents because decoding + VAE-encoding a clip costs more than
+the DiT step itself. A dataset with ``cache = true`` is encoded once (rank-sharded, with a progress
+bar) before its stage starts; later steps — and later runs with the same output_dir — only read
+small safetensors files. The cached clip of a video is the one its first epoch would have decoded
+(clip start and frame sampling are deterministic), so a cached run differs from an uncached one only
+in not re-drawing clip starts each epoch.
+
+Layout: ``<root>/latents/<bucket>/<index>.safetensors`` ({"latents": [16, F', H', W']}, normalised) and
+``<root>/text/<sha1(caption)>.safetensors`` ({"context": [tokens, d]}, trimmed to the prompt length).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+
+from ..checkpoint.io import atomic_write
+from ..data.buckets import Bucket
+from ..data.dataset import ClipDataset, Sample, Skipped
+
+
+def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp))
+
+
+class LatentCache:
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def latent_path(self, index: int, bucket: Bucket) -> Path:
+        return self.root / "latents" / str(bucket) / f"{index:08d}.safetensors"
+
+    def text_path(self, caption: str) -> Path:
+        return self.root / "text" / f"{hashlib.sha1(caption.encode('utf-8')).hexdigest()}.safetensors"
+
+    def get_latents(self, index: int, bucket: Bucket) -> torch.Tensor | None:
+        p = self.latent_path(index, bucket)
+        return load_file(p)["latents"] if p.is_file() else None
+
+    def put_latents(self, index: int, bucket: Bucket, z: torch.Tensor) -> None:
+        _save({"latents": z}, self.latent_path(index, bucket))
+
+    def get_text(self, caption: str) -> torch.Tensor | None:
+        p = self.text_path(caption)
+        return load_file(p)["context"] if p.is_file() else None
+
+    def put_text(self, caption: str, context: torch.Tensor) -> None:
+        _save({"context": context}, self.text_path(caption))
+
+
+def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callable[[torch.Tensor], torch.Tensor],
+               encode_text: Callable[[list[str]], list[torch.Tensor]], rank: int = 0, world_size: int = 1,
+               progress: bool = True, desc: str = "cache") -> int:
+    """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet. Returns how
+    many were encoded; unreadable clips are recorded in ``dataset.skips`` and left uncached."""
+    from tqdm.auto import tqdm
+
+    todo = [i for i, b in enumerate(dataset.buckets_of)
+            if b is not None and i % world_size == rank and cache.get_latents(i, b) is None]
+    done = 0
+    for i in tqdm(todo, desc=desc, unit="clip", disable=not progress or not todo):
+        item = dataset[i]
+        if isinstance(item, Skipped):
+            dataset.skips.record(item.path, item.reason)
+            continue
+        cache.put_latents(i, item.bucket, encode_video(item.video[None])[0])
+        if cache.get_text(item.caption) is None:
+            cache.put_text(item.caption, encode_text([item.caption])[0])
+        done += 1
+    return done
+
+
+class CachedClipDataset(Dataset):
+    """A :class:`ClipDataset` whose samples come from the cache: ``Sample.video`` holds the clip's
+    normalised latents [16, F', H', W'] instead of pixels (``latents = True``)."""
+
+    latents = True
+
+    def __init__(self, dataset: ClipDataset, cache: LatentCache) -> None:
+        self.dataset, self.cache = dataset, cache
+        self.skips = dataset.skips
+
+    @property
+    def buckets_of(self) -> list[Bucket | None]:
+        return self.dataset.buckets_of
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample | Skipped:
+        bucket = self.dataset.buckets_of[index]
+        entry = self.dataset.entries[index]
+        z = self.cache.get_latents(index, bucket) if bucket is not None else None
+        if z is None:  # not encodable when the cache was filled (recorded then); skip it here too
+            return Skipped(index, str(entry.path), "not in the latent cache (unreadable when cached)")
+        return Sample(video=z, caption=entry.caption, index=index, bucket=bucket, path=str(entry.path))

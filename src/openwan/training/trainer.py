@@ -1,0 +1,415 @@
+"""Flow-matching training of the Wan DiT through a staged curriculum (``openwan train``).
+
+One step: clips -> Wan-VAE (frozen) latents x₀ and captions -> umT5 (frozen) context, both cached to
+disk when the dataset asks for it; σ from the configured distribution; x_σ = (1−σ)x₀ + σε; the DiT
+predicts ε − x₀; MSE; AdamW with clipping; EMA. Parallelism (FSDP2, Ulysses context parallel) is
+applied to the model from outside by :mod:`openwan.distributed`. Every piece of randomness of step s
+comes from generators seeded by (seed, s, rank), and the data position is saved with the weights, so a
+resumed run repeats the uninterrupted run's losses exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_model_state_dict, set_optimizer_state_dict)
+
+from ..checkpoint.io import write_text_atomic
+from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
+from ..configs import DiTConfig
+from ..data.dataset import SkipReport
+from ..errors import InputError, NumericalError
+from ..pipelines.loading import resolve_files
+from .checkpoint import CheckpointManager, rng_state, set_rng_state
+from .config import TrainConfig
+from .data_mixture import StageData, rng_for
+from .flow_matching import flow_matching_loss, model_timesteps, noisy_latents, sample_sigmas
+from .latent_cache import LatentCache, fill_cache
+from .logger import MetricsLogger
+from .optim import EMA, build_optimizer, set_lr, stage_lr
+
+log = logging.getLogger(__name__)
+
+StepCallback = Callable[["StepInfo"], None]
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after each optimizer step."""
+
+    step: int  # global steps done (1-based after the first step)
+    stage: str
+    loss: float
+    lr: float
+    grad_norm: float
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    losses: list[float] = field(default_factory=list)  # this process's losses, one per step it ran
+    skipped: str = ""  # summary of skipped input files
+    export_dir: Path | None = None
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+
+def build_dit(cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """The trainable DiT (fp32 master weights): from the base checkpoint, or freshly initialised."""
+    from ..checkpoint.loader import dit_config_from_file
+    from ..models.dit import WanDiT
+
+    files = resolve_files(cfg.model.base)
+    if cfg.model.init == "base":
+        if cfg.model.dit:
+            raise InputError(f"{cfg.source}: model.dit overrides need model.init = 'random'")
+        dit = load_dit(files.dit, config_path=files.dit_config, device=device, dtype=torch.float32)
+    else:
+        base_cfg = dit_config_from_file(files.dit_config) if files.dit_config else DiTConfig()
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.dit.items()}
+        torch.manual_seed(cfg.run.seed)  # identical init on every rank
+        with torch.device(device):
+            dit = WanDiT(dataclasses.replace(base_cfg, **overrides))
+    dit.train().requires_grad_(True)
+    dit.gradient_checkpointing = cfg.model.gradient_checkpointing
+    if cfg.model.lora is not None:
+        from .lora import LoRAConfig, add_lora
+
+        lo = cfg.model.lora
+        dit = add_lora(dit, LoRAConfig(rank=lo.rank, alpha=lo.alpha, dropout=lo.dropout, targets=tuple(lo.targets)))
+    return dit
+
+
+def build_frozen(cfg: TrainConfig, device: torch.device, text_len: int) -> tuple[nn.Module, nn.Module]:
+    files = resolve_files(cfg.model.base)
+    layout = files.expected_layout
+    vae = load_vae(files.vae, config_path=files.vae_config, device=device, dtype=torch.float32, expected_layout=layout)
+    te = load_text_encoder(files.text_encoder, files.tokenizer, config_path=files.text_encoder_config,
+                           device=device, dtype=torch.float32, text_len=text_len, expected_layout=layout)
+    return vae, te
+
+
+class _ModelState:
+    """DCP ``Stateful`` of the model + optimizer; FSDP2 DTensors stay sharded in the checkpoint."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model, self.optimizer = model, optimizer
+
+    def state_dict(self) -> dict[str, Any]:
+        trainable_only = StateDictOptions(ignore_frozen_params=True)
+        return {"model": get_model_state_dict(self.model, options=trainable_only),
+                "optim": get_optimizer_state_dict(self.model, self.optimizer, options=trainable_only)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        opts = StateDictOptions(ignore_frozen_params=True, strict=False)
+        set_model_state_dict(self.model, state["model"], options=opts)
+        set_optimizer_state_dict(self.model, self.optimizer, state["optim"], options=opts)
+
+
+class _EMAState:
+    def __init__(self, ema: EMA) -> None:
+        self.ema = ema
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema.load_state_dict(state)
+
+
+# --- the trainer -----------------------------------------------------------------------------------
+
+class DiTTrainer:
+    def __init__(self, cfg: TrainConfig, *, callbacks: list[StepCallback] | None = None, num_workers: int = 0) -> None:
+        from ..distributed import build_mesh, init_distributed
+
+        self.cfg = cfg
+        self.callbacks = list(callbacks or [])
+        self.num_workers = num_workers
+        self.env = init_distributed(None if cfg.run.device == "auto" else cfg.run.device)
+        self.device = self.env.device
+        world, cp = self.env.world_size, cfg.parallel.cp
+        if world % cp:
+            raise InputError(f"{cfg.source}: parallel.cp = {cp} does not divide the world size {world}")
+        self.dp_size, self.dp_rank = world // cp, self.env.rank // cp
+        self.mesh = build_mesh(self.env, dp=self.dp_size, cp=cp)
+        self.is_main = self.env.rank == 0
+        self.out = Path(cfg.run.output_dir)
+        self._check_output()
+
+        self.dit = build_dit(cfg, self.device)
+        self.dit_config: DiTConfig = self.dit.config
+        self.vae, self.text_encoder = build_frozen(cfg, self.device, self.dit_config.text_len)
+        self._parallelize()
+        self.optimizer = build_optimizer(self.dit, cfg.optim, cfg.optim.lr)
+        self.ema = EMA(self.dit, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        self.trainable = [p for p in self.dit.parameters() if p.requires_grad]
+        self.ckpt = CheckpointManager(self.out / "checkpoints", keep=cfg.checkpoint.keep)
+        self.datasets = {d.name: d for d in cfg.datasets}
+        self.caches = {d.name: LatentCache(self.out / "cache" / d.name) for d in cfg.datasets if d.cache}
+        self._empty_context: torch.Tensor | None = None
+        self.step = 0
+        self.stage_index = 0
+        self.step_in_stage = 0
+        self.data_state: dict[str, int] = {}
+        self.skips = SkipReport()  # files skipped so far, over all stages
+
+    def _check_output(self) -> None:
+        if self.is_main:
+            try:
+                self.out.mkdir(parents=True, exist_ok=True)
+                probe = self.out / ".write-test"
+                probe.write_text("ok")
+                probe.unlink()
+            except OSError as e:
+                raise InputError(f"output_dir {self.out} is not writable: {e}") from e
+
+    def _parallelize(self) -> None:
+        cfg = self.cfg
+        if cfg.parallel.cp > 1:
+            from ..distributed import apply_context_parallel
+
+            apply_context_parallel(self.dit, self.mesh["cp"].get_group())
+        if self.env.world_size > 1 and cfg.parallel.fsdp:
+            from ..distributed import apply_fsdp
+
+            shard_mesh = self.mesh._flatten("dp_cp") if cfg.parallel.cp > 1 else self.mesh["dp"]
+            apply_fsdp(self.dit, shard_mesh, reshard_after_forward=cfg.parallel.reshard_after_forward)
+
+    # -- state ----------------------------------------------------------------------------------------
+    def _shared_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"train": _ModelState(self.dit, self.optimizer)}
+        if self.ema is not None:
+            state["ema"] = _EMAState(self.ema)
+        return state
+
+    def _rank_state(self, data: StageData | None) -> dict[str, Any]:
+        return {"step": self.step, "stage_index": self.stage_index, "step_in_stage": self.step_in_stage,
+                "data": data.state_dict() if data is not None else {}, "rng": rng_state(),
+                "skips": self._skips_so_far(data).state_dict()}
+
+    def _skips_so_far(self, data: StageData | None) -> SkipReport:
+        report = SkipReport()
+        report.merge(self.skips)
+        if data is not None:
+            report.merge(data.skip_report())
+        return report
+
+    def save(self, data: StageData | None) -> Path:
+        path = self.ckpt.save(self.step, self._shared_state(), self._rank_state(data))
+        if self.is_main:
+            write_text_atomic(self.out / "train_config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+            write_text_atomic(self.out / "dit_config.json",
+                              json.dumps(self.dit_config.to_dict(), indent=2) + "\n")
+        return path
+
+    def resume(self) -> Path | None:
+        latest = self.ckpt.latest() if self.cfg.checkpoint.resume else None
+        if latest is None:
+            return None
+        state = self.ckpt.load(latest, self._shared_state())
+        self.step, self.stage_index = int(state["step"]), int(state["stage_index"])
+        self.step_in_stage = int(state["step_in_stage"])
+        self.data_state = dict(state["data"])
+        if state.get("skips"):
+            self.skips.load_state_dict(state["skips"])
+        set_rng_state(state["rng"])
+        return latest
+
+    # -- one step -------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_text(self, captions: list[str]) -> list[torch.Tensor]:
+        """umT5 embeddings, each trimmed to its prompt's tokens [n_i, d]."""
+        context, lengths = self.text_encoder.encode(captions)
+        return [c[:n].float() for c, n in zip(context, lengths.tolist())]
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """Pixels [B, 3, F, H, W] in [-1, 1] -> normalised latent means [B, 16, F', H', W']."""
+        mu, _ = self.vae.encode_distribution(video.to(self.device))
+        return self.vae.normalize(mu)
+
+    def _context(self, captions: list[str], g: torch.Generator, cache: LatentCache | None) -> torch.Tensor:
+        """[B, max_tokens, d] zero-padded context, with text dropout for classifier-free guidance."""
+        drop = torch.rand(len(captions), generator=g) < self.cfg.flow.text_dropout
+        prompts = [self.cfg.flow.dropout_prompt if d else c for c, d in zip(captions, drop.tolist())]
+        embs: list[torch.Tensor | None] = [cache.get_text(p) if cache else None for p in prompts]
+        missing = [p for p, e in zip(prompts, embs) if e is None]
+        fresh = iter(self.encode_text(missing) if missing else [])
+        embs = [e if e is not None else next(fresh) for e in embs]
+        width = max(e.shape[0] for e in embs)
+        return torch.stack([torch.nn.functional.pad(e, (0, 0, 0, width - e.shape[0])) for e in embs]).to(self.device)
+
+    def prepare_caches(self, data: StageData) -> None:
+        """Encode the cached datasets of a stage before it starts (each rank a share, then all wait)."""
+        for src in data.sources:
+            if src.cache is None:
+                continue
+            n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
+                           rank=self.env.rank, world_size=self.env.world_size,
+                           progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}")
+            if self.env.world_size > 1:
+                dist.barrier()
+            log.info("cached %d clips of %s", n, src.name)
+        if self.cfg.flow.text_dropout > 0:
+            for src in data.sources:
+                if src.cache is not None and src.cache.get_text(self.cfg.flow.dropout_prompt) is None and self.is_main:
+                    src.cache.put_text(self.cfg.flow.dropout_prompt, self.encode_text([self.cfg.flow.dropout_prompt])[0])
+            if self.env.world_size > 1:
+                dist.barrier()
+
+    def train_step(self, src, batch, lr: float) -> tuple[float, float]:
+        cfg = self.cfg
+        set_lr(self.optimizer, lr)
+        x0 = batch.video.to(self.device) if src.cache is not None else self.encode_video(batch.video)
+        g = rng_for(cfg.run.seed, self.step, self.dp_rank)  # same on the ranks of a context-parallel group
+        context = self._context(batch.captions, g, src.cache)
+        sigma = sample_sigmas(x0.shape[0], cfg.flow, g)
+        noise = torch.randn(x0.shape, generator=g).to(self.device)
+        x_t, target = noisy_latents(x0, noise, sigma.to(self.device))
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.run.precision == "bf16"
+                    else contextlib.nullcontext())
+        offload = (torch.autograd.graph.save_on_cpu(pin_memory=self.device.type == "cuda")
+                   if cfg.model.activation_offload else contextlib.nullcontext())
+        with autocast, offload:
+            pred = self.dit(x_t, model_timesteps(sigma).to(self.device), context)
+        loss = flow_matching_loss(pred, target)
+        if not torch.isfinite(loss):
+            raise NumericalError(f"loss is {loss.item()} at step {self.step + 1} (stage {self.stage_index}); "
+                                 "lower the learning rate or check the data")
+        loss.backward()
+        if cfg.parallel.cp > 1 and not (self.env.world_size > 1 and cfg.parallel.fsdp):
+            from ..distributed import average_gradients
+
+            average_gradients(self.dit, self.mesh["cp"].get_group())
+        if cfg.optim.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.trainable, cfg.optim.grad_clip)
+        else:
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in self.trainable if p.grad is not None])
+        if hasattr(grad_norm, "full_tensor"):  # DTensor under FSDP
+            grad_norm = grad_norm.full_tensor()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.update()
+        return loss.item(), float(grad_norm)
+
+    def _all_ranks_have(self, ok: bool) -> bool:
+        if self.env.world_size == 1:
+            return ok
+        t = torch.tensor([int(ok)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if self.env.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t) / self.env.world_size
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        resumed = self.resume()
+        logger = MetricsLogger(self.out, total_steps=cfg.total_steps, start_step=self.step, enabled=self.is_main,
+                               progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard)
+        if resumed is not None:
+            logger.message(f"resumed from {resumed} (step {self.step})")
+        result = TrainResult(self.out, self.step)
+        try:
+            data = None
+            for si in range(self.stage_index, len(cfg.stages)):
+                stage = cfg.stages[si]
+                if si != self.stage_index:
+                    self.stage_index, self.step_in_stage, self.data_state = si, 0, {}
+                data = StageData(stage, si, self.datasets, seed=cfg.run.seed, dp_rank=self.dp_rank,
+                                 dp_size=self.dp_size, num_workers=self.num_workers, caches=self.caches)
+                self.prepare_caches(data)
+                data.load_state_dict(self.data_state)
+                tic, samples = time.perf_counter(), 0
+                while self.step_in_stage < stage.steps:
+                    lr = stage_lr(stage, cfg.optim.lr, self.step_in_stage)
+                    src, batch = data.next_batch(self.step_in_stage)
+                    if not self._all_ranks_have(batch.video is not None):
+                        continue  # some rank's clips were all unreadable (counted): every rank draws again
+                    loss, grad_norm = self.train_step(src, batch, lr)
+                    self.step += 1
+                    self.step_in_stage += 1
+                    samples += batch.video.shape[0] * self.dp_size
+                    result.losses.append(loss)
+                    info = StepInfo(self.step, stage.name, loss, lr, grad_norm)
+                    throughput = samples / max(1e-9, time.perf_counter() - tic)
+                    logger.step(self.step, {"loss": loss, "lr": lr, "samples/s": throughput})
+                    if self.step % cfg.logging.every == 0 or self.step_in_stage == stage.steps:
+                        logger.record(self.step, {"stage": stage.name, "loss": self._mean_over_ranks(loss),
+                                                  "lr": lr, "grad_norm": grad_norm, "samples_per_s": throughput,
+                                                  "skipped_files": data.skip_report().count})
+                    if self.step % cfg.checkpoint.every == 0 or self.step_in_stage == stage.steps:
+                        self.save(data)
+                    if cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0:
+                        self.write_samples(stage)
+                    for cb in self.callbacks:
+                        cb(info)
+                self.skips = self._skips_so_far(data)
+            result.steps = self.step
+            if self.skips.count:
+                result.skipped = self.skips.summary()
+                logger.message(result.skipped)
+            if self.is_main:
+                result.export_dir = self._export_final()
+            if self.env.world_size > 1:
+                dist.barrier()
+        finally:
+            logger.close()
+        return result
+
+    def _export_final(self) -> Path:
+        from .export import export_checkpoint
+
+        return export_checkpoint(self.out, self.out / "final")
+
+    # -- samples --------------------------------------------------------------------------------------
+    def write_samples(self, stage) -> None:
+        """Generate the configured prompts with the live weights; every rank runs (FSDP/CP need all),
+        rank 0 writes ``samples/step-N/k.mp4``."""
+        from ..data.buckets import parse_bucket
+        from ..pipelines.text_to_video import WanPipeline
+
+        lg = self.cfg.logging
+        size = parse_bucket(lg.sample_size or stage.buckets[0])
+        pipe = WanPipeline(self.dit, self.vae, self.text_encoder, device=self.device, dtype=torch.float32,
+                           source=f"training step {self.step}")
+        folder = self.out / "samples" / f"step-{self.step:08d}"
+        self.dit.eval()
+        try:
+            for k, prompt in enumerate(lg.sample_prompts):
+                out = folder / (f"{k:02d}.mp4" if size.frames > 1 else f"{k:02d}.png")
+                pipe.generate(prompt, width=size.width, height=size.height, frames=size.frames,
+                              steps=lg.sample_steps, guidance=lg.sample_guidance, seed=lg.sample_seed + k,
+                              negative_prompt=self.cfg.flow.dropout_prompt, progress=False,
+                              output=out if self.is_main else None)
+        finally:
+            self.dit.train()
+
+
+def train(cfg: TrainConfig, *, callbacks: list[StepCallback] | None = None, num_workers: int = 0) -> TrainResult:
+    """Run (or resume) the training described by ``cfg``; the Python twin of ``openwan train``."""
+    if cfg.run.task == "vae":
+        from .vae_trainer import VAETrainer
+
+        return VAETrainer(cfg, callbacks=callbacks, num_workers=num_workers).run()
+    return DiTTrainer(cfg, callbacks=callbacks, num_workers=num_workers).run()
