@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
 import sys
 
 from . import __version__
@@ -16,6 +18,9 @@ EPILOG = """examples:
   openwan generate "a red apple on a table" --model Wan2.1-T2V-14B --frames 1 --size 1024x1024 -o apple.png
   openwan info Wan2.1-T2V-1.3B
   openwan convert Wan2.1-T2V-1.3B Wan2.1-T2V-1.3B-Diffusers --to diffusers
+  openwan train configs/train/example.toml --set stages.0.steps=100
+  torchrun --nproc_per_node 8 -m openwan.cli train cfg.toml --set parallel.cp=2
+  openwan export runs/example --output my-model
 """
 
 
@@ -30,9 +35,33 @@ def _size(text: str) -> tuple[int, int]:
     raise argparse.ArgumentTypeError(f"size must look like WIDTHxHEIGHT (e.g. 832x480), got {text!r}")
 
 
+def _lora(text: str) -> tuple[str, float]:
+    """FILE or FILE:SCALE. Only a float after the last ':' is a scale, so C:\\loras\\x.safetensors is a path."""
+    if os.path.isfile(text):  # an existing file whose name has a ':' is taken whole
+        return text, 1.0
+    path, sep, tail = text.rpartition(":")
+    if sep and path:
+        try:
+            scale = float(tail)
+        except ValueError:
+            scale = None
+        if scale is not None:
+            if not math.isfinite(scale):
+                raise argparse.ArgumentTypeError(f"LoRA scale must be a finite number, got {tail!r} in {text!r}")
+            return path, scale
+        if tail and not any(c in tail for c in "/\\.") and len(path) > 1:
+            # "style.safetensors:0,8" or "x.safetensors:strong": a scale was meant, not a path
+            raise argparse.ArgumentTypeError(f"LoRA scale must be a number (FILE:SCALE, e.g. style.safetensors:0.8), "
+                                             f"got {tail!r} in {text!r}")
+    if not text:
+        raise argparse.ArgumentTypeError("--lora needs a file (FILE or FILE:SCALE)")
+    return text, 1.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="openwan", description="Wan 2.1 video generation: generate, inspect and convert checkpoints.",
+        prog="openwan",
+        description="Wan 2.1 video generation: generate, train, export, inspect and convert checkpoints.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"openwan {__version__}")
@@ -70,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--vae", default=None, help="VAE file, overriding the checkpoint's (needed for single files)")
     g.add_argument("--text-encoder", default=None, help="umT5 file or folder, overriding the checkpoint's")
     g.add_argument("--tokenizer", default=None, help="tokenizer folder, overriding the checkpoint's")
+    g.add_argument("--lora", action="append", type=_lora, default=[], metavar="FILE[:SCALE]",
+                   help="merge a LoRA (diffusers, ComfyUI, kohya or openwan naming) into the DiT at SCALE "
+                   "(default 1.0); repeat to stack several")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     i = sub.add_parser("info", help="print the layout, files and model variant detected at a path",
@@ -91,6 +123,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("dst")
     r.add_argument("--layout", default="official", choices=["official", "diffusers"])
     r.add_argument("--seed", type=int, default=0)
+
+    t = sub.add_parser(
+        "train", help="train (or resume) a DiT, a LoRA or a VAE from a TOML/YAML config",
+        description="Run the curriculum of a training config: its [[stages]] in order, each with its own "
+        "datasets, mix weights, buckets, batch size, LR and steps. Re-running the same command resumes from "
+        "the newest complete checkpoint in run.output_dir. For several processes launch with torchrun, e.g. "
+        "`torchrun --nproc_per_node 8 -m openwan.cli train cfg.toml` (FSDP2 over all ranks; parallel.cp > 1 "
+        "adds Ulysses context parallel). The trained model is exported to <output_dir>/final at the end.",
+    )
+    t.add_argument("config", help="training config (.toml, .yaml or .yml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set stages.0.steps=100 --set optim.lr=3e-4 "
+                   "(relative paths stay relative to the config file)")
+    t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    e = sub.add_parser(
+        "export", help="write a training run's model as an inference checkpoint (official layout)",
+        description="Export the newest (or --step) checkpoint of a run: the DiT (EMA weights when the run "
+        "kept an EMA) plus the base checkpoint's VAE, umT5 and tokenizer, in the official layout that "
+        "`openwan generate --model` loads. A LoRA run writes its adapter file (add --merge for a full model).",
+    )
+    e.add_argument("run", help="the run's output_dir")
+    e.add_argument("--output", "-o", required=True, help="folder to write")
+    e.add_argument("--step", type=int, default=None, help="checkpoint step (default: the newest complete one)")
+    e.add_argument("--no-ema", action="store_true", help="export the live weights instead of the EMA")
+    e.add_argument("--merge", action="store_true", help="LoRA runs: also write the base model with the LoRA merged")
     return p
 
 
@@ -120,7 +179,7 @@ def _generate(args) -> int:
     check_writable(args.output, frames=args.frames if args.frames is not None else 81)
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                          text_encoder_device=args.text_encoder_device, vae=args.vae,
-                         text_encoder=args.text_encoder, tokenizer=args.tokenizer)
+                         text_encoder=args.text_encoder, tokenizer=args.tokenizer, loras=args.lora)
     width, height = args.size if args.size else (None, None)
     result = pipe.generate(
         args.prompt, negative_prompt=args.negative_prompt, width=width, height=height, frames=args.frames,
@@ -157,7 +216,28 @@ def _init_random(args) -> int:
     return 0
 
 
-COMMANDS = {"generate": _generate, "info": _info, "convert": _convert, "init-random": _init_random}
+def _train(args) -> int:
+    from .training import load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    if args.no_progress:
+        cfg.logging.progress = False
+    result = train(cfg, num_workers=args.workers)
+    if result.export_dir is not None:
+        print(f"trained {result.steps} steps; model exported to {result.export_dir}")
+    return 0
+
+
+def _export(args) -> int:
+    from .training import export_checkpoint
+
+    out = export_checkpoint(args.run, args.output, step=args.step, use_ema=not args.no_ema, merge=args.merge)
+    print(f"exported {args.run} to {out}")
+    return 0
+
+
+COMMANDS = {"generate": _generate, "info": _info, "convert": _convert, "init-random": _init_random,
+            "train": _train, "export": _export}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from ..checkpoint.layout import CheckpointFiles, find_checkpoint
+from ..checkpoint.lora_keys import read_lora
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
 from ..configs import variant_for
 from ..devices import resolve_device, resolve_dtype
@@ -63,12 +65,14 @@ def load_pipeline(
     vae: str | os.PathLike | None = None,
     text_encoder: str | os.PathLike | None = None,
     tokenizer: str | os.PathLike | None = None,
+    loras: Sequence[tuple[str | os.PathLike, float]] = (),
 ) -> WanPipeline:
     """Load a Wan 2.1 checkpoint (official directory, diffusers directory or single DiT file).
 
     ``device=None`` picks CUDA, MPS or CPU; ``dtype`` (DiT) defaults to bf16 on accelerators and fp32 on
     the CPU; the VAE runs in fp32 like the official code. ``offload`` keeps every model on the CPU and
     moves each to ``device`` only while it runs; ``text_encoder_device="cpu"`` runs umT5 on the CPU.
+    ``loras`` = [(path, scale), ...] are merged into the DiT in order (see ``WanPipeline.load_lora``).
     """
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -77,6 +81,11 @@ def load_pipeline(
         torch.bfloat16 if te_dev.type == "cuda" else None  # None keeps the stored dtype (bf16 for the release)
     )
     files = resolve_files(path, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
+    lora_files = []
+    if loras:  # a missing or non-LoRA file, or a bad scale, should fail before minutes of loading weights
+        from ..training.lora import check_lora_scale
+
+        lora_files = [(read_lora(p), check_lora_scale(s)) for p, s in loras]
     layout = files.expected_layout
     # Each model loads straight to where it rests (CPU when offloading) to avoid a transient copy.
     rest = torch.device("cpu") if offload else dev
@@ -89,5 +98,8 @@ def load_pipeline(
     variant = variant_for(dit.config)
     log.info("loaded %s (%s layout, variant %s) on %s/%s", files.root, files.layout,
              variant.name if variant else "custom", dev, dt)
-    return WanPipeline(dit, vae_model, te, device=dev, dtype=dt, text_encoder_device=te_dev, offload=offload,
+    pipe = WanPipeline(dit, vae_model, te, device=dev, dtype=dt, text_encoder_device=te_dev, offload=offload,
                        variant=variant, source=str(Path(path)))
+    for lora, scale in lora_files:
+        pipe.load_lora(lora, scale)
+    return pipe

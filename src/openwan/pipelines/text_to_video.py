@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,9 @@ from ..errors import InputError
 from ..media import check_writable, write_image, write_sidecar, write_video
 from ..sampling import make_solver
 from ..validation import check_finite, check_frames, check_size, latent_shape, warn_unsupported_size
+
+if TYPE_CHECKING:
+    from ..checkpoint.lora_keys import LoRAFile
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class WanPipeline:
         self.variant = variant
         self.source = source
         self.defaults = variant.sample if variant else SampleDefaults(supported_sizes=())
+        self.loras: list[dict[str, Any]] = []  # merged LoRAs, in order: {"path", "scale"}
         # Where each model rests between uses: with offload, on the CPU; otherwise on its run device.
         self._home = {
             "dit": torch.device("cpu") if offload else self.device,
@@ -96,6 +100,17 @@ class WanPipeline:
         with self._on("text_encoder", self.text_encoder_device) as te:
             context, _ = te.encode(prompts)
         return context.to(self.device, self.dtype)
+
+    def load_lora(self, path: str | Path | LoRAFile, scale: float = 1.0) -> None:
+        """Merge a LoRA file (diffusers, ComfyUI, kohya or openwan naming) into the DiT's weights.
+
+        Several LoRAs stack; each is recorded in the metadata of later generations. The merge is in place
+        and permanent for this pipeline: reload it to get the base model back.
+        """
+        from ..training.lora import merge_lora
+
+        merged = merge_lora(self.dit, path, scale)
+        self.loras.append({"path": merged.source, "scale": merged.scale})
 
     # --- generation ------------------------------------------------------------------------------
     @torch.no_grad()
@@ -184,6 +199,7 @@ class WanPipeline:
             "shift": shift,
             "solver": solver,
             "model": self.source,
+            "loras": [dict(x) for x in self.loras],
             "variant": self.variant.name if self.variant else "custom",
             "dtype": str(self.dtype).removeprefix("torch."),
             "device": str(self.device),
