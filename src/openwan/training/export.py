@@ -81,8 +81,9 @@ def _load_base_weights(model: torch.nn.Module, cfg) -> None:
     own = dict(model.named_parameters())
     with torch.no_grad():
         for name, t in base.state_dict().items():
-            target = own.get(name) or own.get(name.replace(".weight", ".base_layer.weight").replace(
-                ".bias", ".base_layer.bias"))
+            target = own.get(name)
+            if target is None:  # a LoRA-wrapped Linear keeps its weights under base_layer
+                target = own.get(name.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias"))
             if target is None:
                 raise CheckpointError(f"base weight {name} of {files.dit} has no place in the LoRA model")
             target.copy_(t)
