@@ -71,7 +71,8 @@ def assign_bucket(info: MediaInfo, kind: str, buckets: list[Bucket], fps: float 
     """The bucket for a file, or None if none fits.
 
     Images go to 1-frame buckets; videos to multi-frame buckets whose clip (``frames`` at ``fps``, or
-    consecutive source frames when ``fps`` is None) fits in the video. Among those, the closest aspect
+    consecutive source frames when ``fps`` is None) fits in the video — or, in a stage that has only
+    1-frame buckets (image pre-training), to those: a video then yields one frame. Among those, the closest aspect
     ratio (by ``|log(w/h)|`` distance) wins; among equal aspect ratios, the longest clip, then the
     largest area.
     """
@@ -85,6 +86,8 @@ def assign_bucket(info: MediaInfo, kind: str, buckets: list[Bucket], fps: float 
         return None
     else:
         candidates = [b for b in buckets if b.frames > 1 and clip_span(info, b.frames, fps) <= info.duration + 1e-9]
+        if all(b.frames == 1 for b in buckets):
+            candidates = list(buckets)
     if not candidates:
         return None
     aspect = math.log(info.width / info.height)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _activation_checkpoint
 
 from ..configs import VAEConfig
 from ..errors import InputError
@@ -38,6 +39,15 @@ class FeatureCache:
 
     def keep(self, layer: nn.Module, frames: Tensor | None) -> None:
         self._past[layer] = frames
+
+    def copy(self) -> FeatureCache:
+        """Shallow copy: entries are replaced by ``keep``, never mutated, so the tensors can be shared."""
+        other = FeatureCache()
+        other._past = dict(self._past)
+        return other
+
+    def update(self, other: FeatureCache) -> None:
+        self._past.update(other._past)
 
 
 def conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, ...] = (1, 1, 1),
@@ -87,7 +97,8 @@ class RMSNorm(nn.Module):
     """Official ``RMS_norm``: L2-normalise over channels (dim 1), times sqrt(C) and a learned gain.
 
     ``silu`` fuses the SiLU that always follows it in the residual blocks and heads; ``inplace``
-    overwrites ``x`` (only for tensors nothing else reads).
+    overwrites ``x`` (only for tensors nothing else reads). In-place ops are for inference (no_grad);
+    with autograd on (training) the same arithmetic runs out of place and ``inplace`` is ignored.
     """
 
     def __init__(self, dim: int, images: bool = False) -> None:
@@ -97,12 +108,21 @@ class RMSNorm(nn.Module):
         self.scale = dim**0.5
 
     def forward(self, x: Tensor, *, silu: bool = False, inplace: bool = False) -> Tensor:
+        if torch.is_grad_enabled():  # training: backward needs the inputs the in-place ops overwrite
+            return self._forward_autograd(x, silu)
         # square-sum beats linalg.vector_norm over dim 1 several times on CPU
         sq = torch.sum(x.square(), dim=1, keepdim=True, dtype=torch.float32)
         inv = sq.clamp_min_(1e-24).rsqrt_().to(x.dtype)  # F.normalize's eps 1e-12, squared
         y = x.mul_(inv) if inplace else x * inv
         y.mul_((self.gamma * self.scale).view(1, -1, *((1,) * (x.dim() - 2))))
         return F.silu(y, inplace=True) if silu else y
+
+    def _forward_autograd(self, x: Tensor, silu: bool) -> Tensor:
+        """The same arithmetic in the same order, out of place: autograd needs each op's input intact."""
+        sq = torch.sum(x.square(), dim=1, keepdim=True, dtype=torch.float32)
+        y = x * sq.clamp_min(1e-24).rsqrt().to(x.dtype)
+        y = y * (self.gamma * self.scale).view(1, -1, *((1,) * (x.dim() - 2)))
+        return F.silu(y) if silu else y
 
 
 class ResidualBlock(nn.Module):
@@ -218,17 +238,36 @@ class Head(nn.Sequential):
         return conv(norm(x, silu=True), cache)
 
 
-def _run(layers: list[nn.Module], x: Tensor, cache: FeatureCache) -> Tensor:
+def _run(layers: list[nn.Module], x: Tensor, cache: FeatureCache, checkpoint: bool = False) -> Tensor:
+    """Apply ``layers`` in turn; ``checkpoint`` recomputes each block's activations in backward."""
     for layer in layers:
-        x = layer(x, cache)
+        if checkpoint and not isinstance(layer, Conv3d):  # a lone conv has nothing worth dropping
+            x = _run_checkpointed(layer, x, cache)
+        else:
+            x = layer(x, cache)
     return x
 
 
-def _run_frame_by_frame(layers: list[nn.Module], x: Tensor, cache: FeatureCache) -> Tensor:
+def _run_checkpointed(layer: nn.Module, x: Tensor, cache: FeatureCache) -> Tensor:
+    """``layer(x, cache)`` under activation checkpointing. The recomputation in backward must read the
+    cache as it was before this call, not as later chunks left it, so the block runs on a private copy
+    of the cache (re-made for the recomputation) whose new entries are merged back afterwards."""
+    before = cache.copy()
+
+    def run(x: Tensor) -> tuple[Tensor, FeatureCache]:
+        private = before.copy()
+        return layer(x, private), private
+
+    y, after = _activation_checkpoint(run, x, use_reentrant=False)
+    cache.update(after)
+    return y
+
+
+def _run_frame_by_frame(layers: list[nn.Module], x: Tensor, cache: FeatureCache, checkpoint: bool = False) -> Tensor:
     """``_run`` one frame at a time. Exact for layers that mix frames only through the cache (causal
     convs, per-frame ops): the full-resolution end of the VAE then holds one frame of activations
     instead of a four-frame chunk, at the same speed."""
-    return torch.cat([_run(layers, frame, cache) for frame in x.split(1, dim=2)], dim=2)
+    return torch.cat([_run(layers, frame, cache, checkpoint) for frame in x.split(1, dim=2)], dim=2)
 
 
 class Encoder(nn.Module):
@@ -256,10 +295,10 @@ class Encoder(nn.Module):
         modes = [getattr(b, "mode", "") for b in blocks]
         self.frame_wise = modes.index("downsample3d") if "downsample3d" in modes else len(blocks)
 
-    def forward(self, x: Tensor, cache: FeatureCache) -> Tensor:
+    def forward(self, x: Tensor, cache: FeatureCache, checkpoint: bool = False) -> Tensor:
         blocks = list(self.downsamples)
-        x = _run_frame_by_frame([self.conv1, *blocks[: self.frame_wise]], x, cache)
-        return _run([*blocks[self.frame_wise :], self.middle, self.head], x, cache)
+        x = _run_frame_by_frame([self.conv1, *blocks[: self.frame_wise]], x, cache, checkpoint)
+        return _run([*blocks[self.frame_wise :], self.middle, self.head], x, cache, checkpoint)
 
 
 class Decoder(nn.Module):
@@ -290,10 +329,10 @@ class Decoder(nn.Module):
         modes = [getattr(b, "mode", "") for b in blocks]
         self.frame_wise = len(modes) - modes[::-1].index("upsample3d") if "upsample3d" in modes else 0
 
-    def forward(self, x: Tensor, cache: FeatureCache) -> Tensor:
+    def forward(self, x: Tensor, cache: FeatureCache, checkpoint: bool = False) -> Tensor:
         blocks = list(self.upsamples)
-        x = _run([self.conv1, self.middle, *blocks[: self.frame_wise]], x, cache)
-        return _run_frame_by_frame([*blocks[self.frame_wise :], self.head], x, cache)
+        x = _run([self.conv1, self.middle, *blocks[: self.frame_wise]], x, cache, checkpoint)
+        return _run_frame_by_frame([*blocks[self.frame_wise :], self.head], x, cache, checkpoint)
 
 
 class WanVAE(nn.Module):
@@ -315,6 +354,8 @@ class WanVAE(nn.Module):
         self.register_buffer("latents_mean", torch.empty(z), persistent=False)
         self.register_buffer("latents_std", torch.empty(z), persistent=False)
         self.reset_buffers()
+        # Training only: recompute each block's activations in backward instead of keeping them.
+        self.gradient_checkpointing = False
 
     def reset_buffers(self, device: torch.device | str | None = None) -> None:
         """(Re)build the latent statistics, e.g. after construction on the meta device."""
@@ -383,6 +424,42 @@ class WanVAE(nn.Module):
             if progress is not None:
                 progress(i + 1, t)
         return out
+
+    # ---- training -------------------------------------------------------------------------------------------------
+
+    def reconstruct(self, video: Tensor, *, sample: bool,
+                    generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Differentiable encode -> latent -> decode, for training.
+
+        video [B, 3, 1+4k, H, W] in [-1, 1] -> (recon [B, 3, 1+4k, H, W], mu, logvar), with raw
+        (unnormalised) ``mu``/``logvar`` [B, z, 1+k, H/8, W/8] as ``encode_distribution`` gives them.
+        ``sample`` decodes mu + exp(logvar / 2) * noise (``generator`` on the VAE's device) instead of mu.
+
+        It runs the same causal chunks and feature cache as ``encode_distribution``/``decode``, so what
+        is trained is exactly what inference computes; gradients also flow through the cache from one
+        chunk to the next. Unlike ``decode``, ``recon`` is not clamped to [-1, 1]: clamping would zero
+        the gradient of every pixel that overshoots. ``gradient_checkpointing`` trades compute for memory.
+        """
+        self._check_video(video)
+        param = self.conv1.weight
+        video = video.to(param.device, param.dtype)
+        n, ckpt = self.temporal_stride, self.gradient_checkpointing
+        cache = FeatureCache()
+        chunks = [video[:, :, :1]] + [video[:, :, i : i + n] for i in range(1, video.shape[2], n)]  # 1, n, n, ...
+        moments = torch.cat([self.conv1(self.encoder(chunk, cache, ckpt)) for chunk in chunks], dim=2)
+        mu, logvar = moments.chunk(2, dim=1)
+        z = mu
+        if sample:
+            noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise  # clamp as in kl_loss: no overflow
+        cache = FeatureCache()
+        frames = [self.decoder(self.conv2(z[:, :, i : i + 1]), cache, ckpt) for i in range(z.shape[2])]
+        return torch.cat(frames, dim=2), mu, logvar
+
+    @property
+    def last_decoder_weight(self) -> Tensor:
+        """Weight of the layer that outputs pixels (for the adaptive GAN weight)."""
+        return self.decoder.head[-1].weight
 
     def _check_video(self, video: Tensor) -> None:
         if video.dim() != 5 or video.shape[1] != 3:

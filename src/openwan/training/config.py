@@ -50,6 +50,7 @@ class ModelConfig:
     base: str = ""
     init: Literal["base", "random"] = "base"  # "random": fresh official init of a DiT shaped by `dit`
     dit: dict[str, Any] = field(default_factory=dict)  # DiTConfig fields for init = "random"
+    vae: dict[str, Any] = field(default_factory=dict)  # VAEConfig fields for task = "vae", init = "random"
     gradient_checkpointing: bool = False
     activation_offload: bool = False  # keep saved activations in pinned CPU memory (report §4.4.1)
     lora: LoRASettings | None = None  # set -> train LoRA adapters only, base weights frozen
@@ -316,6 +317,19 @@ def validate(cfg: TrainConfig) -> None:
         known = {f.name for f in dataclasses.fields(DiTConfig)}
         for k in cfg.model.dit:
             need(k in known, f"model.dit.{k}", f"is not a DiT config field ({', '.join(sorted(known))})")
+    if cfg.run.task == "vae":
+        from ..configs import VAEConfig
+        from .vae_objective import VAELossConfig
+
+        known = {f.name for f in dataclasses.fields(VAEConfig)}
+        for k in cfg.model.vae:
+            need(k in known, f"model.vae.{k}", f"is not a VAE config field ({', '.join(sorted(known))})")
+        need(cfg.model.init == "random" or not cfg.model.vae, "model.vae", "overrides need model.init = 'random'")
+        loss_fields = {f.name for f in dataclasses.fields(VAELossConfig)}
+        for k in cfg.vae.loss:
+            need(k in loss_fields, f"vae.loss.{k}", f"is not a VAE loss setting ({', '.join(sorted(loss_fields))})")
+        for i, d in enumerate(cfg.datasets):
+            need(not d.cache, f"datasets[{i}].cache", "caches DiT latents; VAE training reads pixels")
     if cfg.model.lora is not None:
         need(cfg.model.lora.rank >= 1, "model.lora.rank", "must be >= 1")
         need(cfg.run.task == "dit", "model.lora", "is only for task = 'dit'")

@@ -92,6 +92,11 @@ def _load_base_weights(model: torch.nn.Module, cfg) -> None:
 def export_checkpoint(run_dir: str | os.PathLike, output: str | os.PathLike, *, step: int | None = None,
                       use_ema: bool = True, merge: bool = False) -> Path:
     """Write the run's trained model as an official-layout checkpoint (or a LoRA file) at ``output``."""
+    train_cfg = _read_json(Path(run_dir) / "train_config.json")
+    if train_cfg.get("run", {}).get("task") == "vae":
+        from .vae_trainer import export_vae_run
+
+        return export_vae_run(run_dir, output, step=step)
     model, cfg, ckpt = load_trained_dit(run_dir, step=step, use_ema=use_ema)
     out = Path(output)
     if out.exists() and not out.is_dir():

@@ -132,7 +132,11 @@ class _EMAState:
 
 # --- the trainer -----------------------------------------------------------------------------------
 
-class DiTTrainer:
+class Trainer:
+    """The task-independent loop: stages, data mixing, logging, checkpoints, resume, skip reports.
+    Subclasses build the models (``__init__``) and define ``train_step``, the checkpointed state and
+    the final export."""
+
     def __init__(self, cfg: TrainConfig, *, callbacks: list[StepCallback] | None = None, num_workers: int = 0) -> None:
         from ..distributed import build_mesh, init_distributed
 
@@ -149,23 +153,41 @@ class DiTTrainer:
         self.is_main = self.env.rank == 0
         self.out = Path(cfg.run.output_dir)
         self._check_output()
-
-        self.dit = build_dit(cfg, self.device)
-        self.dit_config: DiTConfig = self.dit.config
-        self.vae, self.text_encoder = build_frozen(cfg, self.device, self.dit_config.text_len)
-        self._parallelize()
-        self.optimizer = build_optimizer(self.dit, cfg.optim, cfg.optim.lr)
-        self.ema = EMA(self.dit, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
-        self.trainable = [p for p in self.dit.parameters() if p.requires_grad]
         self.ckpt = CheckpointManager(self.out / "checkpoints", keep=cfg.checkpoint.keep)
         self.datasets = {d.name: d for d in cfg.datasets}
-        self.caches = {d.name: LatentCache(self.out / "cache" / d.name) for d in cfg.datasets if d.cache}
-        self._empty_context: torch.Tensor | None = None
+        self.caches: dict[str, LatentCache] = {}
         self.step = 0
         self.stage_index = 0
         self.step_in_stage = 0
         self.data_state: dict[str, int] = {}
         self.skips = SkipReport()  # files skipped so far, over all stages
+
+    # -- what a task defines ----------------------------------------------------------------------------
+    def shared_state(self) -> dict[str, Any]:
+        """DCP-checkpointed state (models, optimizers, EMA)."""
+        raise NotImplementedError
+
+    def train_step(self, src, batch, lr: float) -> tuple[float, float]:
+        """One optimizer step on ``batch``; returns (loss, grad norm)."""
+        raise NotImplementedError
+
+    def start_stage(self, index: int) -> None:
+        """Called before each stage runs (also on resume into it)."""
+
+    def prepare_caches(self, data: StageData) -> None:
+        """Pre-encode what the stage's cached datasets need (DiT training)."""
+
+    def write_configs(self) -> None:
+        """Files next to the checkpoints that export needs (rank 0)."""
+        write_text_atomic(self.out / "train_config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
+
+    def export_final(self) -> Path:
+        from .export import export_checkpoint
+
+        return export_checkpoint(self.out, self.out / "final")
+
+    def write_samples(self, stage) -> None:
+        """Sample outputs every ``logging.sample_every`` steps (tasks that can)."""
 
     def _check_output(self) -> None:
         if self.is_main:
@@ -177,25 +199,7 @@ class DiTTrainer:
             except OSError as e:
                 raise InputError(f"output_dir {self.out} is not writable: {e}") from e
 
-    def _parallelize(self) -> None:
-        cfg = self.cfg
-        if cfg.parallel.cp > 1:
-            from ..distributed import apply_context_parallel
-
-            apply_context_parallel(self.dit, self.mesh["cp"].get_group())
-        if self.env.world_size > 1 and cfg.parallel.fsdp:
-            from ..distributed import apply_fsdp
-
-            shard_mesh = self.mesh._flatten("dp_cp") if cfg.parallel.cp > 1 else self.mesh["dp"]
-            apply_fsdp(self.dit, shard_mesh, reshard_after_forward=cfg.parallel.reshard_after_forward)
-
     # -- state ----------------------------------------------------------------------------------------
-    def _shared_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"train": _ModelState(self.dit, self.optimizer)}
-        if self.ema is not None:
-            state["ema"] = _EMAState(self.ema)
-        return state
-
     def _rank_state(self, data: StageData | None) -> dict[str, Any]:
         return {"step": self.step, "stage_index": self.stage_index, "step_in_stage": self.step_in_stage,
                 "data": data.state_dict() if data is not None else {}, "rng": rng_state(),
@@ -209,18 +213,16 @@ class DiTTrainer:
         return report
 
     def save(self, data: StageData | None) -> Path:
-        path = self.ckpt.save(self.step, self._shared_state(), self._rank_state(data))
+        path = self.ckpt.save(self.step, self.shared_state(), self._rank_state(data))
         if self.is_main:
-            write_text_atomic(self.out / "train_config.json", json.dumps(self.cfg.to_dict(), indent=2) + "\n")
-            write_text_atomic(self.out / "dit_config.json",
-                              json.dumps(self.dit_config.to_dict(), indent=2) + "\n")
+            self.write_configs()
         return path
 
     def resume(self) -> Path | None:
         latest = self.ckpt.latest() if self.cfg.checkpoint.resume else None
         if latest is None:
             return None
-        state = self.ckpt.load(latest, self._shared_state())
+        state = self.ckpt.load(latest, self.shared_state())
         self.step, self.stage_index = int(state["step"]), int(state["stage_index"])
         self.step_in_stage = int(state["step_in_stage"])
         self.data_state = dict(state["data"])
@@ -228,6 +230,114 @@ class DiTTrainer:
             self.skips.load_state_dict(state["skips"])
         set_rng_state(state["rng"])
         return latest
+
+    def _all_ranks_have(self, ok: bool) -> bool:
+        if self.env.world_size == 1:
+            return ok
+        t = torch.tensor([int(ok)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def _mean_over_ranks(self, value: float) -> float:
+        if self.env.world_size == 1:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t) / self.env.world_size
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        resumed = self.resume()
+        logger = MetricsLogger(self.out, total_steps=cfg.total_steps, start_step=self.step, enabled=self.is_main,
+                               progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard)
+        if resumed is not None:
+            logger.message(f"resumed from {resumed} (step {self.step})")
+        result = TrainResult(self.out, self.step)
+        try:
+            data = None
+            for si in range(self.stage_index, len(cfg.stages)):
+                stage = cfg.stages[si]
+                if si != self.stage_index:
+                    self.stage_index, self.step_in_stage, self.data_state = si, 0, {}
+                self.start_stage(si)
+                data = StageData(stage, si, self.datasets, seed=cfg.run.seed, dp_rank=self.dp_rank,
+                                 dp_size=self.dp_size, num_workers=self.num_workers, caches=self.caches)
+                self.prepare_caches(data)
+                data.load_state_dict(self.data_state)
+                tic, samples = time.perf_counter(), 0
+                while self.step_in_stage < stage.steps:
+                    lr = stage_lr(stage, cfg.optim.lr, self.step_in_stage)
+                    src, batch = data.next_batch(self.step_in_stage)
+                    if not self._all_ranks_have(batch.video is not None):
+                        continue  # some rank's clips were all unreadable (counted): every rank draws again
+                    loss, grad_norm = self.train_step(src, batch, lr)
+                    self.step += 1
+                    self.step_in_stage += 1
+                    samples += batch.video.shape[0] * self.dp_size
+                    result.losses.append(loss)
+                    info = StepInfo(self.step, stage.name, loss, lr, grad_norm)
+                    throughput = samples / max(1e-9, time.perf_counter() - tic)
+                    logger.step(self.step, {"loss": loss, "lr": lr, "samples/s": throughput})
+                    if self.step % cfg.logging.every == 0 or self.step_in_stage == stage.steps:
+                        logger.record(self.step, {"stage": stage.name, "loss": self._mean_over_ranks(loss),
+                                                  "lr": lr, "grad_norm": grad_norm, "samples_per_s": throughput,
+                                                  "skipped_files": data.skip_report().count})
+                    if self.step % cfg.checkpoint.every == 0 or self.step_in_stage == stage.steps:
+                        self.save(data)
+                    if cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0:
+                        self.write_samples(stage)
+                    for cb in self.callbacks:
+                        cb(info)
+                self.skips = self._skips_so_far(data)
+            result.steps = self.step
+            if self.skips.count:
+                result.skipped = self.skips.summary()
+                logger.message(result.skipped)
+            if self.is_main:
+                result.export_dir = self.export_final()
+            if self.env.world_size > 1:
+                dist.barrier()
+        finally:
+            logger.close()
+        return result
+
+
+class DiTTrainer(Trainer):
+    """Flow-matching training of the DiT (full or LoRA) with frozen VAE and umT5."""
+
+    def __init__(self, cfg: TrainConfig, *, callbacks: list[StepCallback] | None = None, num_workers: int = 0) -> None:
+        super().__init__(cfg, callbacks=callbacks, num_workers=num_workers)
+        self.dit = build_dit(cfg, self.device)
+        self.dit_config: DiTConfig = self.dit.config
+        self.vae, self.text_encoder = build_frozen(cfg, self.device, self.dit_config.text_len)
+        self._parallelize()
+        self.optimizer = build_optimizer(self.dit, cfg.optim, cfg.optim.lr)
+        self.ema = EMA(self.dit, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+        self.trainable = [p for p in self.dit.parameters() if p.requires_grad]
+        self.caches = {d.name: LatentCache(self.out / "cache" / d.name) for d in cfg.datasets if d.cache}
+
+    def _parallelize(self) -> None:
+        cfg = self.cfg
+        if cfg.parallel.cp > 1:
+            from ..distributed import apply_context_parallel
+
+            apply_context_parallel(self.dit, self.mesh["cp"].get_group())
+        if self.env.world_size > 1 and cfg.parallel.fsdp:
+            from ..distributed import apply_fsdp
+
+            shard_mesh = self.mesh._flatten("dp_cp") if cfg.parallel.cp > 1 else self.mesh["dp"]
+            apply_fsdp(self.dit, shard_mesh, reshard_after_forward=cfg.parallel.reshard_after_forward)
+
+    def shared_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"train": _ModelState(self.dit, self.optimizer)}
+        if self.ema is not None:
+            state["ema"] = _EMAState(self.ema)
+        return state
+
+    def write_configs(self) -> None:
+        super().write_configs()
+        write_text_atomic(self.out / "dit_config.json", json.dumps(self.dit_config.to_dict(), indent=2) + "\n")
 
     # -- one step -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -306,81 +416,6 @@ class DiTTrainer:
         if self.ema is not None:
             self.ema.update()
         return loss.item(), float(grad_norm)
-
-    def _all_ranks_have(self, ok: bool) -> bool:
-        if self.env.world_size == 1:
-            return ok
-        t = torch.tensor([int(ok)], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        return bool(t.item())
-
-    def _mean_over_ranks(self, value: float) -> float:
-        if self.env.world_size == 1:
-            return value
-        t = torch.tensor([value], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return float(t) / self.env.world_size
-
-    # -- the loop -------------------------------------------------------------------------------------
-    def run(self) -> TrainResult:
-        cfg = self.cfg
-        resumed = self.resume()
-        logger = MetricsLogger(self.out, total_steps=cfg.total_steps, start_step=self.step, enabled=self.is_main,
-                               progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard)
-        if resumed is not None:
-            logger.message(f"resumed from {resumed} (step {self.step})")
-        result = TrainResult(self.out, self.step)
-        try:
-            data = None
-            for si in range(self.stage_index, len(cfg.stages)):
-                stage = cfg.stages[si]
-                if si != self.stage_index:
-                    self.stage_index, self.step_in_stage, self.data_state = si, 0, {}
-                data = StageData(stage, si, self.datasets, seed=cfg.run.seed, dp_rank=self.dp_rank,
-                                 dp_size=self.dp_size, num_workers=self.num_workers, caches=self.caches)
-                self.prepare_caches(data)
-                data.load_state_dict(self.data_state)
-                tic, samples = time.perf_counter(), 0
-                while self.step_in_stage < stage.steps:
-                    lr = stage_lr(stage, cfg.optim.lr, self.step_in_stage)
-                    src, batch = data.next_batch(self.step_in_stage)
-                    if not self._all_ranks_have(batch.video is not None):
-                        continue  # some rank's clips were all unreadable (counted): every rank draws again
-                    loss, grad_norm = self.train_step(src, batch, lr)
-                    self.step += 1
-                    self.step_in_stage += 1
-                    samples += batch.video.shape[0] * self.dp_size
-                    result.losses.append(loss)
-                    info = StepInfo(self.step, stage.name, loss, lr, grad_norm)
-                    throughput = samples / max(1e-9, time.perf_counter() - tic)
-                    logger.step(self.step, {"loss": loss, "lr": lr, "samples/s": throughput})
-                    if self.step % cfg.logging.every == 0 or self.step_in_stage == stage.steps:
-                        logger.record(self.step, {"stage": stage.name, "loss": self._mean_over_ranks(loss),
-                                                  "lr": lr, "grad_norm": grad_norm, "samples_per_s": throughput,
-                                                  "skipped_files": data.skip_report().count})
-                    if self.step % cfg.checkpoint.every == 0 or self.step_in_stage == stage.steps:
-                        self.save(data)
-                    if cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0:
-                        self.write_samples(stage)
-                    for cb in self.callbacks:
-                        cb(info)
-                self.skips = self._skips_so_far(data)
-            result.steps = self.step
-            if self.skips.count:
-                result.skipped = self.skips.summary()
-                logger.message(result.skipped)
-            if self.is_main:
-                result.export_dir = self._export_final()
-            if self.env.world_size > 1:
-                dist.barrier()
-        finally:
-            logger.close()
-        return result
-
-    def _export_final(self) -> Path:
-        from .export import export_checkpoint
-
-        return export_checkpoint(self.out, self.out / "final")
 
     # -- samples --------------------------------------------------------------------------------------
     def write_samples(self, stage) -> None:
