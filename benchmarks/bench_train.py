@@ -3,7 +3,8 @@ checkpointing (and with activation offloading), side by side with diffusers' Wan
 trained on the same weights, batch and noise.
 
 One step = flow-matching forward + backward + AdamW update on a batch of latents; a small config
-(dim 512, 4 layers, 8 heads; 256x256x17 clips -> 16x5x32x32 latents, 1,280 tokens; 64 text tokens).
+(dim 512, 4 layers, 8 heads; 256x256x17 clips -> 16x5x32x32 latents, 1,280 tokens; 64 prompt tokens
+padded to 512).
 
     python benchmarks/bench_train.py                  # CPU, 2 threads -> results/train-cpu.json
     python benchmarks/bench_train.py --device cuda    # GPU -> results/train-cuda.json
@@ -39,7 +40,8 @@ def build(device, batch: int):
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(batch, 16, 5, 32, 32, generator=g).to(device)
     noise = torch.randn(x0.shape, generator=g).to(device)
-    context = torch.randn(batch, 64, cfg.text_dim, generator=g).to(device)
+    # 64 prompt tokens zero-padded to text_len 512, as both pipelines feed the DiT (ours pads inside).
+    context = torch.nn.functional.pad(torch.randn(batch, 64, cfg.text_dim, generator=g), (0, 0, 0, 448)).to(device)
     sigma = sample_sigmas(batch, FlowConfig(), g).to(device)
     x_t, target = noisy_latents(x0, noise, sigma)
     t = model_timesteps(sigma)
@@ -96,7 +98,7 @@ def main() -> None:
     ours, theirs, step_fn, fwd_ours, fwd_theirs = build(device, args.batch)
     result = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
               "cpu": platform.processor() or platform.machine(), "batch": args.batch,
-              "config": "dim 512, 4 layers, 8 heads, 16x5x32x32 latents (1280 tokens), 64 text tokens",
+              "config": "dim 512, 4 layers, 8 heads, 16x5x32x32 latents (1280 tokens), 64 prompt tokens padded to 512",
               "command": "python " + " ".join(sys.argv), "rows": []}
     for name, ckpt, offload in (("plain", False, False), ("grad_checkpointing", True, False),
                                 ("activation_offload", False, True)):
