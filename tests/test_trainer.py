@@ -279,3 +279,25 @@ def test_cli_train_and_export(tmp_path, tiny_official, two_clips):
     assert out.is_file()
     # A config error names the key and exits 1 without a traceback.
     assert main(["train", str(cfg), "--set", "stages.0.batch_sise=2"]) == 1
+
+
+@pytest.mark.parametrize("overrides", [
+    ["run.precision=\"bf16\""],
+    ["model.gradient_checkpointing=true", "model.activation_offload=true"],
+    ["flow.timesteps=\"logit_normal\"", "flow.shift=3.0", "flow.text_dropout=0.5", "optim.ema_decay=0.99"],
+])
+def test_training_options_run_end_to_end(tmp_path, tiny_official, two_clips, overrides):
+    from openwan.training import train
+
+    result = train(load_config(write_config(tmp_path, tiny_official, two_clips, steps=3, cache=False), overrides))
+    assert result.steps == 3 and all(np.isfinite(result.losses))
+    assert (result.export_dir / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_official, two_clips):
+    from openwan.training import train
+
+    plain = train(load_config(write_config(tmp_path / "a", tiny_official, two_clips, steps=3)))
+    ckpt = train(load_config(write_config(tmp_path / "b", tiny_official, two_clips, steps=3),
+                             ["model.gradient_checkpointing=true"]))
+    np.testing.assert_allclose(plain.losses, ckpt.losses, rtol=1e-5)
