@@ -301,3 +301,11 @@ def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_official, t
     ckpt = train(load_config(write_config(tmp_path / "b", tiny_official, two_clips, steps=3),
                              ["model.gradient_checkpointing=true"]))
     np.testing.assert_allclose(plain.losses, ckpt.losses, rtol=1e-5)
+
+
+def test_dataloader_workers_give_the_same_losses(tmp_path, tiny_official, two_clips):
+    from openwan.training import train
+
+    a = train(load_config(write_config(tmp_path / "a", tiny_official, two_clips, steps=3, cache=False)))
+    b = train(load_config(write_config(tmp_path / "b", tiny_official, two_clips, steps=3, cache=False)), num_workers=2)
+    assert a.losses == b.losses
