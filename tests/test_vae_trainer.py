@@ -95,6 +95,8 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
     assert result.steps == 190
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "video" for r in logs)
+    assert all("l1" in r and "kl" in r for r in logs)
+    assert any("d_loss" in r for r in logs if r["step"] > 170)  # the GAN stage started at step 170
     # The same random init the run started from, inflated, is the baseline.
     torch.manual_seed(cfg.run.seed)
     init = inflate_image_vae(ImageVAE(base_vae_config(cfg))).eval()

@@ -161,6 +161,7 @@ class Trainer:
         self.step_in_stage = 0
         self.data_state: dict[str, int] = {}
         self.skips = SkipReport()  # files skipped so far, over all stages
+        self.step_logs: dict[str, float] = {}  # a task's extra per-step metrics (e.g. the VAE's loss terms)
 
     # -- what a task defines ----------------------------------------------------------------------------
     def shared_state(self) -> dict[str, Any]:
@@ -282,7 +283,7 @@ class Trainer:
                     if self.step % cfg.logging.every == 0 or self.step_in_stage == stage.steps:
                         logger.record(self.step, {"stage": stage.name, "loss": self._mean_over_ranks(loss),
                                                   "lr": lr, "grad_norm": grad_norm, "samples_per_s": throughput,
-                                                  "skipped_files": data.skip_report().count})
+                                                  "skipped_files": data.skip_report().count, **self.step_logs})
                     if self.step % cfg.checkpoint.every == 0 or self.step_in_stage == stage.steps:
                         self.save(data)
                     if cfg.logging.sample_every and self.step % cfg.logging.sample_every == 0:

@@ -133,7 +133,8 @@ class VAETrainer(Trainer):
                      else torch.nn.utils.get_total_norm([p.grad for p in params]))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        d_loss, _ = self.objective.discriminator_step(video, out.recon, self.step)
+        d_loss, d_logs = self.objective.discriminator_step(video, out.recon, self.step)
+        self.step_logs = {k: v for k, v in {**out.logs, **d_logs}.items() if k != "loss"}
         if d_loss is not None:
             set_lr(self.disc_optimizer, cfg.vae.disc_lr or lr)
             d_loss.backward()
