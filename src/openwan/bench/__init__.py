@@ -1,0 +1,1 @@
+"""Evaluation: video metrics (weight-free and model-based), benchmark suites and reports (`openwan bench`)."""
