@@ -168,6 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--margin", type=float, default=None,
                    help="scores within this of the best tie (default 0.25 for motion-physics, 0.01 otherwise)")
     b.add_argument("--weight", action="append", default=[], metavar="DIM=W", help="wanbench dimension weight")
+    b.add_argument("--clip", default=None, metavar="PATH",
+                   help="local transformers CLIP folder: background consistency, text alignment")
+    b.add_argument("--dino", default=None, metavar="PATH", help="local DINOv2/ViT folder: subject (ID) consistency")
+    b.add_argument("--judge", default=None, metavar="URL",
+                   help="OpenAI-compatible VLM endpoint (e.g. http://localhost:8000/v1) for physics and "
+                   "instruction-following judgements")
+    b.add_argument("--judge-model", default=None, help="model name to ask at --judge")
+    b.add_argument("--reference", default=None, metavar="DIR",
+                   help="real reference videos + manifest.jsonl (prompt per video): Physics-IQ comparison")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -256,6 +265,9 @@ def _export(args) -> int:
 
 
 def _bench(args) -> int:
+    import os
+
+    from .bench.registry import MetricOptions
     from .bench.runner import run_bench
     from .errors import InputError
 
@@ -273,7 +285,11 @@ def _bench(args) -> int:
             raise InputError(f"--weight must look like DIM=NUMBER, got {item!r}")
     result = run_bench(args.suite, videos=videos, model=args.model, samples=args.samples, prompts=args.prompts,
                        out=args.out, margin=args.margin, weights=weights or None, seed=args.seed,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress,
+                       options=MetricOptions(clip=args.clip, dino=args.dino, judge=args.judge,
+                                             judge_model=args.judge_model,
+                                             judge_api_key=os.environ.get("OPENWAN_JUDGE_API_KEY"),
+                                             reference=args.reference))
     for p in result.problems:
         print(f"warning: {p.kind}: {p.path}: {p.message}", file=sys.stderr)
     card = result.scorecard

@@ -50,13 +50,11 @@ class BenchResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def default_metrics() -> dict[str, MetricFn]:
-    """The weight-free metrics; model-based ones are added by the caller (they need weights)."""
-    try:
-        from .metrics import WEIGHT_FREE
-    except ImportError as e:
-        raise InputError(f"openwan.bench.metrics is not importable ({e}); pass metrics= explicitly") from e
-    return dict(WEIGHT_FREE)
+def default_metrics(suite: str = "", options=None) -> dict[str, MetricFn]:
+    """Every metric the suites name, bound to the user's local models/judge/references (see registry)."""
+    from .registry import build_metrics
+
+    return build_metrics(suite, options)
 
 
 def _call(fn: MetricFn, name: str, video: np.ndarray, prompt: str) -> MetricResult:
@@ -151,9 +149,11 @@ def run_bench(suite: str | Suite, *, videos: Sequence[str | os.PathLike | tuple[
               prompts: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
               margin: float | None = None, weights: Mapping[str, float] | None = None,
               metrics: Mapping[str, MetricFn] | None = None, seed: int = 0, progress: bool = True,
-              **generate_kwargs) -> BenchResult:
+              options=None, **generate_kwargs) -> BenchResult:
     """Mirror of ``openwan bench``: score folders of videos (``videos``: DIR or (DIR, name)) or generate with
-    ``model``; with ``out`` writes report.json, report.csv, videos.csv and report.html there."""
+    ``model``; with ``out`` writes report.json, report.csv, videos.csv and report.html there.
+    ``options`` (:class:`~openwan.bench.registry.MetricOptions`): local CLIP/DINO folders, a judge URL,
+    reference videos; ``metrics`` replaces the whole metric table (tests)."""
     s = suite if isinstance(suite, Suite) else get_suite(suite, weights=weights)
     if bool(videos) == (model is not None):
         raise InputError("give either --videos DIR (one or more) or --model PATH, not both and not neither")
@@ -189,7 +189,7 @@ def run_bench(suite: str | Suite, *, videos: Sequence[str | os.PathLike | tuple[
     models = list(dict.fromkeys(i.model for i in inputs.items))
     if not models:
         raise InputError("no videos to score: " + "; ".join(p.message for p in inputs.problems[:5]))
-    records, problems = score_videos(s, items, metrics if metrics is not None else default_metrics(),
+    records, problems = score_videos(s, items, metrics if metrics is not None else default_metrics(s.name, options),
                                      progress=progress)
     summaries, card = summarise(s, records, models, margin)
     result = BenchResult(s, models, records, summaries, card, inputs.problems + problems)
