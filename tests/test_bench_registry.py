@@ -55,3 +55,22 @@ def test_motion_physics_with_reference_videos_scores_physics_accuracy(tmp_path):
     assert phys["model_a"].value > phys["model_b"].value  # A moves like the reference
     cons = {m: result.summaries[m].dims["motion_consistency"] for m in result.models}
     assert all(r.ok and 0 <= r.value <= 10 for r in cons.values())
+
+
+def test_bench_generates_with_a_model_records_seeds_and_rescoring_the_folder_agrees(tmp_path, tiny_official):
+    from openwan.bench.inputs import read_prompts
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red ball rolls\na blue cube spins\n")
+    assert [p.prompt for p in read_prompts(prompts)] == ["a red ball rolls", "a blue cube spins"]
+    kw = dict(width=64, height=64, frames=9, steps=2)
+    result = run_bench("vbench", model=tiny_official, samples=2, prompts=prompts, out=tmp_path / "out",
+                       progress=False, seed=5, **kw)
+    assert len(result.videos) == 4
+    rows = [json.loads(x) for x in (tmp_path / "out" / "videos" / "tiny-official" / "manifest.jsonl")
+            .read_text().splitlines()]
+    assert sorted(r["seed"] for r in rows) == [5, 6, 1005, 1006]  # seed + 1000·prompt + sample
+    # The written folder re-scores to the same numbers with --videos.
+    again = run_bench("vbench", videos=[tmp_path / "out" / "videos" / "tiny-official"], progress=False)
+    a = result.summaries["tiny-official"].dims["temporal_flickering"].value
+    assert a is not None and a == again.summaries["tiny-official"].dims["temporal_flickering"].value
