@@ -374,3 +374,36 @@ def test_judge_frames_are_downscaled_for_upload():
 
     url = frame_data_url(np.zeros((600, 1024, 3), dtype=np.uint8))
     assert Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).size == (512, 300)
+
+
+def test_aesthetic_predictor_linear_and_mlp_heads(clip, tmp_path):
+    from openwan.bench.model_metrics import AESTHETIC_NEEDS, AestheticScorer, ModelMetrics, aesthetic_quality
+
+    video = _static()
+    emb = clip.image_features(video[:1])[0]  # 16-d in the tiny CLIP
+    # Linear head (VBench's sa_0_4_vit_l_14_linear.pth layout): rating = w·e + b, reported / 10.
+    w, b = torch.randn(1, 16), torch.tensor([5.0])
+    torch.save({"weight": w, "bias": b}, tmp_path / "linear.pth")
+    scorer = AestheticScorer.from_path(tmp_path / "linear.pth", clip)
+    r = aesthetic_quality(video, scorer)
+    assert r.value == pytest.approx(float(w[0] @ emb + b) / 10, rel=1e-4)
+    # The improved-aesthetic-predictor MLP layout loads too.
+    torch.manual_seed(0)
+    dims = [16, 1024, 128, 64, 16, 1]
+    mlp = {}
+    for i, k in enumerate([0, 2, 4, 6, 7]):
+        mlp[f"layers.{k}.weight"] = torch.randn(dims[i + 1], dims[i]) * 0.05
+        mlp[f"layers.{k}.bias"] = torch.zeros(dims[i + 1])
+    torch.save(mlp, tmp_path / "mlp.pth")
+    assert aesthetic_quality(video, AestheticScorer.from_path(tmp_path / "mlp.pth", clip)).ok
+    # Wrong width, not a predictor, no CLIP: clear errors; absent: "not run".
+    torch.save({"weight": torch.randn(1, 768), "bias": torch.zeros(1)}, tmp_path / "l14.pth")
+    with pytest.raises(InputError, match="expects 768-d CLIP embeddings"):
+        AestheticScorer.from_path(tmp_path / "l14.pth", clip)
+    torch.save({"foo": torch.zeros(2)}, tmp_path / "bad.pth")
+    with pytest.raises(InputError, match="not a LAION aesthetic predictor"):
+        AestheticScorer.from_path(tmp_path / "bad.pth", clip)
+    with pytest.raises(InputError, match="needs --clip"):
+        AestheticScorer.from_path(tmp_path / "linear.pth", None)
+    assert ModelMetrics().run(video, "x", ["aesthetic_quality"])["aesthetic_quality"].status == \
+        f"not run: needs {AESTHETIC_NEEDS}"

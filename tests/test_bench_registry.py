@@ -34,7 +34,7 @@ def test_missing_models_and_judge_are_reported_not_scored():
     fns = build_metrics("wanbench")
     video = _pan(1)
     for name, need in [("subject_consistency", "DINO weights"), ("background_consistency", "CLIP weights"),
-                       ("physics_judge", "a VLM judge"), ("aesthetic_quality", "aesthetic predictor")]:
+                       ("physics_judge", "a VLM judge"), ("aesthetic_quality", "aesthetic predictor weights")]:
         r = fns[name](video, prompt="a field")
         assert r.value is None and r.status.startswith("not run: needs") and need in r.status, (name, r.status)
     assert fns["physics_accuracy"](video, prompt="x").status == (

@@ -29,8 +29,7 @@ MetricFn = Callable[..., MetricResult]
 _JUDGED = {"physics_judge": "judge_physical_plausibility", "object_class": "judge_object_accuracy",
            "multiple_objects": "judge_count_accuracy", "spatial_relationship": "judge_spatial_accuracy",
            "human_action": "judge_action_following", "appearance_style": "judge_stylisation"}
-_UNSUPPORTED = {"aesthetic_quality": "an aesthetic predictor (not supported yet)",
-                "scene": "a scene classifier (not supported yet)",
+_UNSUPPORTED = {"scene": "a scene classifier (not supported yet)",
                 "color": "VBench's GRiT colour detector (not supported)",
                 "temporal_style": "VBench's ViCLIP (not supported)"}
 
@@ -44,6 +43,7 @@ class MetricOptions:
     judge: str | None = None
     judge_model: str | None = None
     judge_api_key: str | None = None
+    aesthetic: str | os.PathLike | None = None  # LAION aesthetic predictor head (needs clip = ViT-L/14)
     reference: str | os.PathLike | None = None  # folder of real videos + manifest (prompt -> video)
     device: str = "cpu"
 
@@ -154,7 +154,7 @@ def build_metrics(suite: str, options: MetricOptions | None = None) -> dict[str,
 
     mm = ModelMetrics.from_options(clip=options.clip, dino=options.dino, judge=options.judge,
                                    judge_model=options.judge_model, judge_api_key=options.judge_api_key,
-                                   device=options.device)
+                                   device=options.device, aesthetic=options.aesthetic)
 
     def model_metric(source: str, name: str, scale: float = 1.0) -> MetricFn:
         def fn(video: np.ndarray, prompt: str = "") -> MetricResult:
@@ -166,6 +166,7 @@ def build_metrics(suite: str, options: MetricOptions | None = None) -> dict[str,
     fns["subject_consistency"] = model_metric("id_consistency", "subject_consistency")
     fns["background_consistency"] = model_metric("clip_frame_consistency", "background_consistency")
     fns["overall_consistency"] = model_metric("clip_text_alignment", "overall_consistency")
+    fns["aesthetic_quality"] = model_metric("aesthetic_quality", "aesthetic_quality")
     for name, need in _UNSUPPORTED.items():
         fns[name] = (lambda n, why: lambda video, prompt="": MetricResult.not_run(n, why))(name, need)
     for name, source in _JUDGED.items():

@@ -18,6 +18,7 @@ from openwan.bench.model_metrics.clip import (
     clip_frame_consistency,
     clip_text_alignment,
 )
+from openwan.bench.model_metrics.aesthetic import AESTHETIC_NEEDS, AestheticScorer, aesthetic_quality
 from openwan.bench.model_metrics.dino import DINO_NEEDS, DinoScorer, id_consistency
 from openwan.bench.model_metrics.judge import (
     JUDGE_NEEDS,
@@ -35,7 +36,7 @@ from openwan.errors import InputError
 CLIP_METRICS = ("clip_text_alignment", "clip_frame_consistency", "scene_consistency")
 DINO_METRICS = ("id_consistency",)
 JUDGE_METRICS = tuple(f"judge_{d}" for d in RUBRICS)
-MODEL_METRIC_NAMES = CLIP_METRICS + DINO_METRICS + JUDGE_METRICS
+MODEL_METRIC_NAMES = CLIP_METRICS + DINO_METRICS + JUDGE_METRICS + ("aesthetic_quality",)
 PROMPT_METRICS = ("clip_text_alignment",) + JUDGE_METRICS
 
 
@@ -46,11 +47,13 @@ class ModelMetrics:
     clip: ClipScorer | None = None
     dino: DinoScorer | None = None
     judge: Judge | None = None
+    aesthetic: AestheticScorer | None = None
 
     @classmethod
     def from_options(cls, *, clip: str | os.PathLike | None = None, dino: str | os.PathLike | None = None,
                      judge: str | None = None, judge_model: str | None = None, judge_api_key: str | None = None,
-                     judge_timeout: float = 120.0, device: str = "cpu") -> ModelMetrics:
+                     judge_timeout: float = 120.0, device: str = "cpu",
+                     aesthetic: str | os.PathLike | None = None) -> ModelMetrics:
         """Build from CLI-style options. An option left out means "not run"; an option given but
         unusable (missing folder, bad URL) raises InputError rather than silently skipping the metric."""
         judge_obj: Judge | None = None
@@ -61,10 +64,12 @@ class ModelMetrics:
                                  "serve the model with e.g. vLLM or llama.cpp and pass its URL, "
                                  "e.g. http://localhost:8000/v1")
             judge_obj = HTTPJudge(judge, judge_model or "", api_key=judge_api_key, timeout=judge_timeout)
+        clip_scorer = ClipScorer.from_path(clip, device=device) if clip else None
         return cls(
-            clip=ClipScorer.from_path(clip, device=device) if clip else None,
+            clip=clip_scorer,
             dino=DinoScorer.from_path(dino, device=device) if dino else None,
             judge=judge_obj,
+            aesthetic=AestheticScorer.from_path(aesthetic, clip_scorer) if aesthetic else None,
         )
 
     def run(self, video: np.ndarray, prompt: str | None, names: Iterable[str]) -> dict[str, MetricResult]:
@@ -82,6 +87,9 @@ class ModelMetrics:
             return MetricResult.not_run(name, DINO_NEEDS)
         if name in JUDGE_METRICS and self.judge is None:
             return MetricResult.not_run(name, JUDGE_NEEDS)
+        if name == "aesthetic_quality":
+            return (aesthetic_quality(video, self.aesthetic) if self.aesthetic is not None
+                    else MetricResult.not_run(name, AESTHETIC_NEEDS))
         if name in PROMPT_METRICS and not (prompt and prompt.strip()):
             return MetricResult.not_run(name, "a prompt")
         if name == "clip_text_alignment":
