@@ -88,3 +88,30 @@ def test_sharded_dit_with_index_loads(tiny_official, tmp_path):
     assert len(written) > 2 and written[-1].name.endswith(".index.json")
     pipe = load_pipeline(copy, device="cpu")
     _assert_same_state_dict(sd, pipe.dit.state_dict())
+
+
+def test_custom_vae_latent_statistics_survive_official_layout_and_conversion(tmp_path):
+    """A VAE trained here has its own latent mean/std: the official layout keeps them in vae_config.json
+    (the release has none), the loader uses them, and conversion to diffusers and back keeps them."""
+    import dataclasses
+
+    from openwan.checkpoint.convert import convert_checkpoint
+    from openwan.checkpoint.layout import OFFICIAL_VAE_CONFIG, find_checkpoint
+    from openwan.checkpoint.loader import load_vae
+    from openwan.checkpoint.random_init import TINY_VAE, write_random_checkpoint
+
+    stats = dataclasses.replace(TINY_VAE, latents_mean=tuple(0.1 * i for i in range(16)),
+                                latents_std=tuple(1.0 + 0.05 * i for i in range(16)))
+    official = write_random_checkpoint(tmp_path / "off", layout="diffusers", vae_config=stats)
+    back = convert_checkpoint(official, tmp_path / "official", to="official")
+    assert (back / OFFICIAL_VAE_CONFIG).is_file()
+    files = find_checkpoint(back)
+    vae = load_vae(files.vae, config_path=files.vae_config)
+    assert vae.config.latents_mean == stats.latents_mean and vae.config.latents_std == stats.latents_std
+    again = convert_checkpoint(back, tmp_path / "diffusers", to="diffusers")
+    f2 = find_checkpoint(again)
+    assert load_vae(f2.vae, config_path=f2.vae_config).config.latents_std == stats.latents_std
+    # A VAE with Wan's statistics writes no extra file: official folders stay as released.
+    plain = convert_checkpoint(write_random_checkpoint(tmp_path / "p", layout="official"), tmp_path / "p2",
+                               to="official")
+    assert not (plain / OFFICIAL_VAE_CONFIG).exists()

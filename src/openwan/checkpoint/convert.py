@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Literal
 
 
-from ..configs import DiTConfig, VAEConfig, variant_for
+from ..configs import LATENTS_MEAN, LATENTS_STD, DiTConfig, VAEConfig, variant_for
 from ..errors import CheckpointError, InputError
 from .io import StateDict, write_pth, write_safetensors, write_text_atomic
-from .layout import (OFFICIAL_DIT, OFFICIAL_T5, OFFICIAL_TOKENIZER, OFFICIAL_VAE, CheckpointFiles,
-                     find_checkpoint)
+from .layout import (OFFICIAL_DIT, OFFICIAL_T5, OFFICIAL_TOKENIZER, OFFICIAL_VAE, OFFICIAL_VAE_CONFIG,
+                     CheckpointFiles, find_checkpoint)
 from .loader import dit_config_from_file, read_official_state_dict, vae_config_from_file
 
 MAX_SHARD_BYTES = 5 * 1024**3
@@ -49,11 +49,18 @@ def _copy_tokenizer(src: Path | None, dst: Path) -> None:
 
 
 def save_official(dst: str | os.PathLike, *, dit: StateDict, dit_config: DiTConfig, vae: StateDict,
-                  t5: StateDict, tokenizer: Path) -> Path:
-    """Write an official-layout directory from official-key state dicts (``t5`` in official keys)."""
+                  t5: StateDict, tokenizer: Path, vae_config: VAEConfig | None = None) -> Path:
+    """Write an official-layout directory from official-key state dicts (``t5`` in official keys).
+    A ``vae_config`` whose latent mean/std differ from Wan-VAE's (a VAE trained here) goes to vae_config.json:
+    the weights alone cannot say how to normalise its latents."""
+    from .keymap_vae import vae_config_to_diffusers
+
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     write_text_atomic(dst / "config.json", _dump(official_dit_config(dit_config)))
+    if vae_config is not None and (tuple(vae_config.latents_mean), tuple(vae_config.latents_std)) != (
+            LATENTS_MEAN, LATENTS_STD):
+        write_text_atomic(dst / OFFICIAL_VAE_CONFIG, _dump(vae_config_to_diffusers(vae_config)))
     write_safetensors(dit, dst / OFFICIAL_DIT, max_shard_bytes=MAX_SHARD_BYTES)
     write_pth(vae, dst / OFFICIAL_VAE)
     write_pth(t5, dst / OFFICIAL_T5)
@@ -145,6 +152,5 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
         raise InputError("source and destination are the same folder")
     parts = read_official_components(find_checkpoint(src))
     if to == "official":
-        parts.pop("vae_config")
         return save_official(dst, **parts)
     return save_diffusers(dst, **parts)

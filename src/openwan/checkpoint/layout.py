@@ -22,6 +22,9 @@ Layout = Literal["official", "diffusers", "single-file"]
 
 OFFICIAL_DIT = "diffusion_pytorch_model.safetensors"
 OFFICIAL_VAE = "Wan2.1_VAE.pth"
+# Not in the release: written only for a VAE that differs from Wan-VAE (e.g. its own latent mean/std),
+# in AutoencoderKLWan config.json format. Without it the official VAE config applies.
+OFFICIAL_VAE_CONFIG = "vae_config.json"
 OFFICIAL_T5 = "models_t5_umt5-xxl-enc-bf16.pth"
 OFFICIAL_TOKENIZER = "google/umt5-xxl"
 OFFICIAL_CLIP = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
@@ -31,6 +34,7 @@ OFFICIAL_LAYOUT = f"""official layout (as Wan2.1-T2V-1.3B/):
     config.json                                  DiT config (class WanModel)
     {OFFICIAL_DIT}         DiT weights (or -0000k-of-0000n shards + .index.json)
     {OFFICIAL_VAE}                               Wan-VAE state dict
+    [{OFFICIAL_VAE_CONFIG}]                            only for a custom VAE: its config and latent mean/std
     {OFFICIAL_T5}          umT5-XXL encoder state dict
     {OFFICIAL_TOKENIZER}/                              tokenizer folder"""
 
@@ -124,8 +128,8 @@ def _find_official(root: Path) -> CheckpointFiles:
     files = CheckpointFiles(
         "official", root, dit=dit or root / OFFICIAL_DIT,
         dit_config=root / "config.json" if (root / "config.json").is_file() else None,
-        vae=vae, text_encoder=t5, tokenizer=tok if tok.is_dir() else None,
-        clip=_first_existing(root / OFFICIAL_CLIP),
+        vae=vae, vae_config=_first_existing(root / OFFICIAL_VAE_CONFIG), text_encoder=t5,
+        tokenizer=tok if tok.is_dir() else None, clip=_first_existing(root / OFFICIAL_CLIP),
     )
     if missing:
         files.notes.append("missing: " + ", ".join(missing))

@@ -120,7 +120,7 @@ def export_checkpoint(run_dir: str | os.PathLike, output: str | os.PathLike, *, 
         sd = model.state_dict()
     parts = read_official_components(files)
     save_official(out, dit={k: v.contiguous() for k, v in sd.items()}, dit_config=_plain_config(model),
-                  vae=parts["vae"], t5=parts["t5"], tokenizer=files.tokenizer)
+                  vae=parts["vae"], t5=parts["t5"], tokenizer=files.tokenizer, vae_config=parts["vae_config"])
     return out
 
 

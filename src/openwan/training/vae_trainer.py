@@ -187,6 +187,6 @@ def export_vae_run(run_dir: str | Path, output: str | Path, *, step: int | None 
     files = resolve_files(cfg.model.base)
     parts = read_official_components(files)
     out = save_official(output, dit=parts["dit"], dit_config=parts["dit_config"], vae=vae.state_dict(),
-                        t5=parts["t5"], tokenizer=files.tokenizer)
+                        t5=parts["t5"], tokenizer=files.tokenizer, vae_config=vae.config)
     write_pth(vae.state_dict(), Path(output) / "vae.pth")
     return out
