@@ -124,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--layout", default="official", choices=["official", "diffusers"])
     r.add_argument("--seed", type=int, default=0)
 
+    dp = sub.add_parser("data", help="dataset tools (synth-world: the procedural bilingual shapes world)",
+                        description="Dataset tools. `openwan data synth-world OUT` renders the procedural "
+                        "shapes world (clips + a training manifest).")
+    data_sub = dp.add_subparsers(dest="data_command", metavar="DATA_COMMAND", required=True)
+    from .data.synth_world import add_synth_world_parser
+
+    add_synth_world_parser(data_sub)
+
     t = sub.add_parser(
         "train", help="train (or resume) a DiT, a LoRA or a VAE from a TOML/YAML config",
         description="Run the curriculum of a training config: its [[stages]] in order, each with its own "
@@ -246,6 +254,14 @@ def _init_random(args) -> int:
     return 0
 
 
+def _data(args) -> int:
+    from .data.synth_world import run_synth_world
+
+    if args.data_command == "synth-world":
+        return run_synth_world(args)
+    raise AssertionError(f"unhandled data command {args.data_command}")  # argparse restricts the choices
+
+
 def _train(args) -> int:
     from .training import load_config, train
 
@@ -305,7 +321,7 @@ def _bench(args) -> int:
 
 
 COMMANDS = {"generate": _generate, "info": _info, "convert": _convert, "init-random": _init_random,
-            "train": _train, "export": _export, "bench": _bench}
+            "train": _train, "export": _export, "bench": _bench, "data": _data}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,274 @@
+"""The procedural physics-world generator: determinism, held-out split, captions, physics, files."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from openwan.data.manifest import read_manifest
+from openwan.data.synth_captions import COLOUR_WORDS, MOTION_TEMPLATES, SHAPE_WORDS
+from openwan.data.synth_world import (
+    BACKGROUNDS,
+    COLOURS,
+    MOTIONS,
+    ClipSpec,
+    SynthWorldConfig,
+    add_synth_world_parser,
+    caption_for,
+    generate_dataset,
+    heldout_prompts,
+    is_held_out,
+    render_clip,
+    run_synth_world,
+    sample_spec,
+)
+from openwan.errors import InputError
+from openwan.media import read_video
+
+
+def _spec(motion: str, seed: int = 3, **kw) -> ClipSpec:
+    base = {"shape": "circle", "colour": "red", "size": "large", "motion": motion, "background": "dark grey",
+            "seed": seed}
+    if motion == "collides":
+        base.update(shape2="square", colour2="green", size2="small")
+    base.update(kw)
+    return ClipSpec(**base)
+
+
+def _centroids(frames: np.ndarray, rgb) -> np.ndarray:
+    """Per-frame (x, y) centroid of pixels close to ``rgb`` — measured from the image, not the truth."""
+    f = frames.astype(np.float32)
+    d = np.linalg.norm(f - np.asarray(rgb, np.float32), axis=-1)
+    # Soft coverage from the colour distance to the (median) background, so edge pixels count partly.
+    far = np.linalg.norm(np.median(f.reshape(len(f), -1, 3), 1) - np.asarray(rgb, np.float32), axis=-1)
+    cover = np.clip(1 - d / far[:, None, None], 0, 1)
+    mask = np.where(cover > 0.4, cover, 0)
+    assert (mask > 0.9).reshape(len(frames), -1).sum(1).min() > 4, "object not visible in some frame"
+    ys, xs = np.mgrid[: frames.shape[1], : frames.shape[2]]
+    n = mask.sum((1, 2))
+    return np.stack([(mask * xs).sum((1, 2)) / n, (mask * ys).sum((1, 2)) / n], 1)
+
+
+def _area(frames: np.ndarray, rgb) -> np.ndarray:
+    d = np.linalg.norm(frames.astype(np.float32) - np.asarray(rgb, np.float32), axis=-1)
+    return (d < 50).sum((1, 2))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(InputError, match="4n\\+1"):
+        SynthWorldConfig(frames=16)
+    with pytest.raises(InputError, match="multiple of 16"):
+        SynthWorldConfig(width=60)
+    with pytest.raises(InputError, match="held_out"):
+        SynthWorldConfig(held_out=(("hexagon", "red", "grows"),))
+    with pytest.raises(InputError, match="motion"):
+        _spec("spins")
+    with pytest.raises(InputError, match="different colours"):
+        _spec("collides", colour2="red")
+
+
+def test_colours_are_separable():
+    rgbs = np.array(list(COLOURS.values()), np.float32)
+    pair = np.linalg.norm(rgbs[:, None] - rgbs[None], axis=-1)
+    assert pair[~np.eye(len(rgbs), dtype=bool)].min() > 80
+    for background in BACKGROUNDS:  # every colour stands far from every background pixel
+        frames, _ = render_clip(_spec("stays still", background=background, colour="yellow"))
+        bg = frames[0, :4].reshape(-1, 3).astype(np.float32)  # top rows: background only
+        assert np.linalg.norm(bg[:, None] - rgbs[None], axis=-1).min() > 60
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path):
+    config = SynthWorldConfig(num_clips=3, seed=5)
+    a = generate_dataset(tmp_path / "a", config)
+    b = generate_dataset(tmp_path / "b", config)
+    assert a.name == "train.jsonl"
+    assert a.read_bytes() == b.read_bytes()
+    spec = sample_spec(config, 1)
+    fa, ta = render_clip(spec)
+    fb, tb = render_clip(sample_spec(config, 1))
+    assert fa.tobytes() == fb.tobytes() and ta == tb
+    other = dataclasses.replace(config, seed=6)
+    assert [sample_spec(other, i) for i in range(3)] != [sample_spec(config, i) for i in range(3)]
+    assert render_clip(sample_spec(other, 1))[0].tobytes() != fa.tobytes()
+
+
+def test_held_out_combos_only_in_heldout_split(tmp_path):
+    config = SynthWorldConfig(num_clips=12, seed=1)
+    held = set(config.held_out)
+    assert 8 <= len(held) <= 12
+    assert {c[0] for c in held} == set(config.shapes)
+    assert {c[1] for c in held} == set(config.colours)
+    assert {c[2] for c in held} == set(config.motions)
+    train = [sample_spec(config, i) for i in range(600)]
+    assert not any(is_held_out(s, config.held_out) for s in train)
+    assert {s.motion for s in train} == set(MOTIONS)  # the rest of the world is still covered
+    seen = {(s.shape, s.colour, s.motion) for s in train} | {
+        (s.shape2, s.colour2, s.motion) for s in train if s.motion == "collides"}
+    assert not seen & held
+    heldout = read_manifest(generate_dataset(tmp_path, config, split="heldout"))
+    assert {(e.extra["shape"], e.extra["colour"], e.extra["motion_label"]) for e in heldout} == held
+    prompts = heldout_prompts(config)
+    assert {(p["shape"], p["colour"], p["motion"]) for p in prompts} == held
+    assert {p["language"] for p in prompts} == {"en", "zh"}
+    assert {"prompt": "a red circle falls and bounces", "language": "en", "shape": "circle", "colour": "red",
+            "motion": "falls and bounces"} in prompts
+
+
+def test_captions_bilingual_with_colour_and_shape_words():
+    for motion, by_lang in MOTION_TEMPLATES.items():
+        for lang in ("en", "zh"):
+            assert len(set(by_lang[lang])) >= 2, (motion, lang)
+    for motion, shape, colour in itertools.product(MOTIONS, SHAPE_WORDS, COLOURS):
+        spec = _spec(motion, shape=shape, colour=colour, colour2="blue" if colour != "blue" else "red")
+        for lang in ("en", "zh"):
+            texts = {caption_for(spec, lang, v) for v in range(3)}
+            assert len(texts) >= 2
+            for text in texts:
+                assert COLOUR_WORDS[colour][lang] in text and SHAPE_WORDS[shape][lang] in text, text
+                if motion == "collides":
+                    assert COLOUR_WORDS[spec.colour2][lang] in text and SHAPE_WORDS["square"][lang] in text
+    assert caption_for(_spec("falls and bounces"), "en", 0) == "a red circle falls and bounces"
+    assert caption_for(_spec("falls and bounces"), "zh", 0) == "一个红色的圆落下并弹起"
+    small_blue = _spec("moves left", shape="square", colour="blue", size="small", mention_size=True)
+    assert caption_for(small_blue, "en", 0) == "a small blue square moves to the left"
+    assert caption_for(small_blue, "zh", 0) == "一个小的蓝色正方形向左移动"
+    assert caption_for(_spec("collides"), "en", 0) == "a red circle and a green square collide"
+    assert caption_for(_spec("collides"), "zh", 0) == "红色的圆和绿色的正方形相撞"
+    star = _spec("camera pans left", shape="star", colour="yellow")
+    assert caption_for(star, "en", 0) == "the camera pans left over a yellow star"
+    assert caption_for(star, "zh", 0) == "镜头向左平移，画面中有一个黄色的星星"
+    assert caption_for(_spec("grows", colour="orange"), "en", 0) == "an orange circle grows"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fall_is_parabolic_and_bounces_on_the_floor(seed):
+    frames, truth = render_clip(_spec("falls and bounces", seed=seed))
+    y = _centroids(frames, COLOURS["red"])[:, 1]
+    t_hit = truth["bounce_times"][0]
+    t = np.arange(int(np.floor(t_hit)) + 1)
+    assert len(t) >= 5
+    coef = np.polyfit(t, y[t], 2)
+    resid = y[t] - np.polyval(coef, t)
+    r2 = 1 - (resid**2).sum() / ((y[t] - y[t].mean()) ** 2).sum()
+    assert coef[0] > 0 and r2 > 0.99
+    assert coef[0] == pytest.approx(truth["gravity"] / 2, rel=0.1)  # pixels agree with the physics
+    obj = truth["objects"][0]
+    bottom = np.array([c[1] for c in obj["centroids"]]) + obj["bottom"]
+    floor, g = truth["floor_y"], truth["gravity"]
+    assert bottom.max() <= floor + 1e-3  # never sinks through the floor
+    assert truth["bounce_frames"] and truth["bounce_frames"][0] == round(t_hit)
+    for bt, bf in zip(truth["bounce_times"], truth["bounce_frames"]):
+        # within half a frame of the impact the object can be at most v_impact * 0.5 above the floor
+        assert floor - bottom[bf] <= g * t_hit * 0.5 + 0.5
+    assert y[round(t_hit)] > y[0] + 10 and y[-1] < y.max() + 0.5  # it went down, then came back up
+    first_after = int(np.ceil(t_hit))
+    assert y[first_after + 1] < y[first_after] - 0.5  # moving up right after the bounce
+
+
+@pytest.mark.parametrize("motion,axis,sign", [("moves left", 0, -1), ("moves right", 0, 1),
+                                              ("moves up", 1, -1), ("moves down", 1, 1)])
+def test_moves_are_monotonic_in_the_stated_direction(motion, axis, sign):
+    frames, truth = render_clip(_spec(motion, shape="triangle", colour="blue"))
+    c = _centroids(frames, COLOURS["blue"])
+    steps = np.diff(c[:, axis]) * sign
+    assert (steps > 0.3).all() and steps.sum() > 0.3 * frames.shape[2]
+    assert np.ptp(c[:, 1 - axis]) < 0.5
+    offset = c[:, axis] - np.array(truth["objects"][0]["centroids"])[:, axis]  # pixels follow the truth
+    assert np.ptp(offset) < 0.6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_collision_meets_and_conserves_momentum(seed):
+    spec = _spec("collides", seed=seed, background="light grey")
+    frames, truth = render_clip(spec)
+    a, b = _centroids(frames, COLOURS["red"])[:, 0], _centroids(frames, COLOURS["green"])[:, 0]
+    tc, fc = truth["collision_time"], truth["collision_frame"]
+    gap = b - a - truth["contact_distance"]
+    before = np.arange(int(np.floor(tc)) + 1)
+    after = np.arange(int(np.ceil(tc)), frames.shape[0])
+    assert (np.diff(gap[before]) < 0).all()  # they approach
+    assert (np.diff(gap[after]) > 0).all()  # and separate
+    rel = abs(truth["velocities_before"][0] - truth["velocities_before"][1])
+    assert -0.6 <= gap[fc] <= rel * 0.5 + 0.6  # they touch within a frame of the collision
+    assert gap.min() > -0.6  # never pass through each other
+    ma, mb = (o["mass"] for o in truth["objects"])
+    va, vb = np.polyfit(before, a[before], 1)[0], np.polyfit(before, b[before], 1)[0]
+    va2, vb2 = np.polyfit(after, a[after], 1)[0], np.polyfit(after, b[after], 1)[0]
+    scale = abs(ma * va) + abs(mb * vb)
+    assert abs((ma * va + mb * vb) - (ma * va2 + mb * vb2)) < 0.05 * scale
+    # Elastic: kinetic energy is conserved too, and the lighter object's velocity changed more.
+    assert ma * va2**2 + mb * vb2**2 == pytest.approx(ma * va**2 + mb * vb**2, rel=0.1)
+
+
+@pytest.mark.parametrize("motion,sign", [("camera pans left", 1), ("camera pans right", -1)])
+@pytest.mark.parametrize("background", BACKGROUNDS)
+def test_camera_pan_shifts_background_and_objects(motion, sign, background):
+    import cv2
+
+    frames, truth = render_clip(_spec(motion, shape="star", colour="yellow", background=background))
+    grey = frames.astype(np.float64).mean(-1)
+    grey -= grey.mean((1, 2), keepdims=True)
+    window = cv2.createHanningWindow(grey.shape[:0:-1], cv2.CV_64F)  # tames the new content at the edges
+    shifts = [cv2.phaseCorrelate(grey[t], grey[t + 1], window)[0] for t in range(len(grey) - 1)]
+    dx = np.array([s[0] for s in shifts])
+    speed = abs(truth["camera_offsets"][1][0] - truth["camera_offsets"][0][0])
+    assert speed > 0.5
+    # "pans left" = the camera moves left, so the content moves right in the image.
+    assert (dx * sign > 0.5 * speed).all() and np.allclose(dx * sign, speed, atol=0.35)
+    assert np.abs([s[1] for s in shifts]).max() < 0.3
+    x = _centroids(frames, COLOURS["yellow"])[:, 0]
+    assert np.allclose(np.diff(x) * sign, speed, atol=0.3)  # the object moves with the background
+
+
+def test_grow_and_shrink_change_area_monotonically():
+    for motion, sign in (("grows", 1), ("shrinks", -1)):
+        frames, truth = render_clip(_spec(motion, shape="square", colour="purple"))
+        area = _area(frames, COLOURS["purple"])
+        assert (np.diff(area) * sign >= 0).all() and (area[-1] - area[0]) * sign > area.min()
+        radii = truth["objects"][0]["radii"]
+        assert (np.diff(radii) * sign > 0).all()
+    frames, _ = render_clip(_spec("stays still"))
+    assert np.ptp(_centroids(frames, COLOURS["red"]), axis=0).max() < 1e-6
+
+
+def test_cli_writes_readable_manifest_and_faithful_videos(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="openwan data")
+    add_synth_world_parser(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["synth-world", str(tmp_path / "world"), "--clips", "4", "--size", "64x48",
+                              "--frames", "9", "--seed", "2"])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synth-world", "x", "--size", "64by64"])
+    assert run_synth_world(args) == 0
+    assert "train.jsonl" in capsys.readouterr().out
+    with pytest.raises(InputError, match="multiple of 16"):
+        run_synth_world(parser.parse_args(["synth-world", str(tmp_path / "bad"), "--size", "60x60"]))
+    entries = read_manifest(tmp_path / "world" / "train.jsonl")
+    assert len(entries) == 4
+    config = SynthWorldConfig(width=64, height=48, frames=9, num_clips=4, seed=2)
+    for i, e in enumerate(entries):
+        spec = sample_spec(config, i)
+        assert e.kind == "video" and (e.width, e.height, e.num_frames, e.fps) == (64, 48, 9, 16.0)
+        assert e.caption == caption_for(spec, spec.language, spec.variant)
+        assert e.extra["language"] == spec.language and set(e.extra["captions"]) == {"en", "zh"}
+        for key in ("shape", "colour", "size", "background", "seed"):
+            assert e.extra[key] == getattr(spec, key)
+        assert e.extra["motion_label"] == spec.motion and e.motion is None
+        frames, truth = render_clip(spec)
+        assert e.extra["truth"] == truth and len(truth["objects"][0]["centroids"]) == 9
+        decoded, _ = read_video(e.path)
+        assert decoded.shape == frames.shape
+        mse = ((decoded.astype(np.float64) - frames) ** 2).mean()
+        assert 10 * np.log10(255**2 / mse) > 30
+
+
+def test_openwan_data_synth_world_cli(tmp_path):
+    from openwan.cli import main
+    from openwan.data.manifest import read_manifest
+
+    assert main(["data", "synth-world", str(tmp_path / "w"), "--clips", "3", "--seed", "2"]) == 0
+    entries = read_manifest(tmp_path / "w" / "train.jsonl")
+    assert len(entries) == 3 and all(e.path.is_file() for e in entries)
