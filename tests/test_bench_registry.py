@@ -74,3 +74,24 @@ def test_bench_generates_with_a_model_records_seeds_and_rescoring_the_folder_agr
     again = run_bench("vbench", videos=[tmp_path / "out" / "videos" / "tiny-official"], progress=False)
     a = result.summaries["tiny-official"].dims["temporal_flickering"].value
     assert a is not None and a == again.summaries["tiny-official"].dims["temporal_flickering"].value
+
+
+def test_musiq_weights_replace_niqe_for_image_quality(tmp_path):
+    """With --musiq, imaging quality is MUSIQ / 100 (VBench's definition); without, the NIQE mapping."""
+    import torch
+    from test_bench_musiq import SMALL
+
+    from openwan.bench.model_metrics.musiq import Musiq, MusiqScorer, musiq_quality
+
+    torch.manual_seed(0)
+    # The released head count (6) and scales (224, 384) that the CLI assumes, at a tiny width.
+    small = {**SMALL, "hidden_size": 36, "num_heads": 6}
+    torch.save(Musiq(**small).state_dict(), tmp_path / "musiq.pth")
+    video = _pan(1)
+    fns = build_metrics("vbench", MetricOptions(musiq=tmp_path / "musiq.pth"))
+    r = fns["image_quality"](video)
+    expected = musiq_quality(video, MusiqScorer.from_path(tmp_path / "musiq.pth"))
+    assert r.ok and r.details["source"] == "musiq"
+    assert abs(r.value - expected.value / 100) < 1e-6
+    assert build_metrics("vbench")["image_quality"](video).details.get("niqe") is not None or \
+        build_metrics("vbench")["image_quality"](video).status.startswith("not run")

@@ -179,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--clip", default=None, metavar="PATH",
                    help="local transformers CLIP folder: background consistency, text alignment")
     b.add_argument("--dino", default=None, metavar="PATH", help="local DINOv2/ViT folder: subject (ID) consistency")
+    b.add_argument("--musiq", default=None, metavar="PATH",
+                   help="MUSIQ weights file (pyiqa layout, e.g. SPAQ): imaging quality as VBench measures it "
+                   "(default: NIQE, weight-free)")
     b.add_argument("--aesthetic", default=None, metavar="PATH",
                    help="LAION aesthetic predictor head (.pth; with --clip = CLIP ViT-L/14): aesthetic quality")
     b.add_argument("--judge", default=None, metavar="URL",
@@ -305,7 +308,7 @@ def _bench(args) -> int:
                        out=args.out, margin=args.margin, weights=weights or None, seed=args.seed,
                        progress=not args.no_progress,
                        options=MetricOptions(clip=args.clip, dino=args.dino, judge=args.judge,
-                                             aesthetic=args.aesthetic,
+                                             aesthetic=args.aesthetic, musiq=args.musiq,
                                              judge_model=args.judge_model,
                                              judge_api_key=os.environ.get("OPENWAN_JUDGE_API_KEY"),
                                              reference=args.reference))

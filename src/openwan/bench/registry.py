@@ -44,6 +44,7 @@ class MetricOptions:
     judge_model: str | None = None
     judge_api_key: str | None = None
     aesthetic: str | os.PathLike | None = None  # LAION aesthetic predictor head (needs clip = ViT-L/14)
+    musiq: str | os.PathLike | None = None  # MUSIQ weights (pyiqa layout): imaging quality as VBench measures it
     reference: str | os.PathLike | None = None  # folder of real videos + manifest (prompt -> video)
     device: str = "cpu"
 
@@ -149,12 +150,12 @@ def build_metrics(suite: str, options: MetricOptions | None = None) -> dict[str,
             fns[name] = (lambda f: lambda video: f(video, flow=flow(video)))(fn)
         else:
             fns[name] = fn
-    fns["image_quality"] = image_quality
+    fns["image_quality"] = image_quality  # NIQE-based; replaced by MUSIQ below when its weights are given
     fns["camera_control"] = lambda video, prompt="": camera_control(video, prompt=prompt, flow=flow(video))
 
     mm = ModelMetrics.from_options(clip=options.clip, dino=options.dino, judge=options.judge,
                                    judge_model=options.judge_model, judge_api_key=options.judge_api_key,
-                                   device=options.device, aesthetic=options.aesthetic)
+                                   device=options.device, aesthetic=options.aesthetic, musiq=options.musiq)
 
     def model_metric(source: str, name: str, scale: float = 1.0) -> MetricFn:
         def fn(video: np.ndarray, prompt: str = "") -> MetricResult:
@@ -167,6 +168,9 @@ def build_metrics(suite: str, options: MetricOptions | None = None) -> dict[str,
     fns["background_consistency"] = model_metric("clip_frame_consistency", "background_consistency")
     fns["overall_consistency"] = model_metric("clip_text_alignment", "overall_consistency")
     fns["aesthetic_quality"] = model_metric("aesthetic_quality", "aesthetic_quality")
+    fns["musiq"] = model_metric("musiq", "musiq")
+    if options.musiq:  # VBench's imaging quality is MUSIQ (SPAQ weights) / 100
+        fns["image_quality"] = model_metric("musiq", "image_quality", scale=0.01)
     for name, need in _UNSUPPORTED.items():
         fns[name] = (lambda n, why: lambda video, prompt="": MetricResult.not_run(n, why))(name, need)
     for name, source in _JUDGED.items():

@@ -20,6 +20,7 @@ from openwan.bench.model_metrics.clip import (
 )
 from openwan.bench.model_metrics.aesthetic import AESTHETIC_NEEDS, AestheticScorer, aesthetic_quality
 from openwan.bench.model_metrics.dino import DINO_NEEDS, DinoScorer, id_consistency
+from openwan.bench.model_metrics.musiq import MUSIQ_NEEDS, MusiqScorer, musiq_quality
 from openwan.bench.model_metrics.judge import (
     JUDGE_NEEDS,
     RUBRICS,
@@ -36,7 +37,7 @@ from openwan.errors import InputError
 CLIP_METRICS = ("clip_text_alignment", "clip_frame_consistency", "scene_consistency")
 DINO_METRICS = ("id_consistency",)
 JUDGE_METRICS = tuple(f"judge_{d}" for d in RUBRICS)
-MODEL_METRIC_NAMES = CLIP_METRICS + DINO_METRICS + JUDGE_METRICS + ("aesthetic_quality",)
+MODEL_METRIC_NAMES = CLIP_METRICS + DINO_METRICS + JUDGE_METRICS + ("aesthetic_quality", "musiq")
 PROMPT_METRICS = ("clip_text_alignment",) + JUDGE_METRICS
 
 
@@ -48,12 +49,14 @@ class ModelMetrics:
     dino: DinoScorer | None = None
     judge: Judge | None = None
     aesthetic: AestheticScorer | None = None
+    musiq: MusiqScorer | None = None
 
     @classmethod
     def from_options(cls, *, clip: str | os.PathLike | None = None, dino: str | os.PathLike | None = None,
                      judge: str | None = None, judge_model: str | None = None, judge_api_key: str | None = None,
                      judge_timeout: float = 120.0, device: str = "cpu",
-                     aesthetic: str | os.PathLike | None = None) -> ModelMetrics:
+                     aesthetic: str | os.PathLike | None = None,
+                     musiq: str | os.PathLike | None = None) -> ModelMetrics:
         """Build from CLI-style options. An option left out means "not run"; an option given but
         unusable (missing folder, bad URL) raises InputError rather than silently skipping the metric."""
         judge_obj: Judge | None = None
@@ -70,6 +73,7 @@ class ModelMetrics:
             dino=DinoScorer.from_path(dino, device=device) if dino else None,
             judge=judge_obj,
             aesthetic=AestheticScorer.from_path(aesthetic, clip_scorer) if aesthetic else None,
+            musiq=MusiqScorer.from_path(musiq, device=device) if musiq else None,
         )
 
     def run(self, video: np.ndarray, prompt: str | None, names: Iterable[str]) -> dict[str, MetricResult]:
@@ -87,6 +91,9 @@ class ModelMetrics:
             return MetricResult.not_run(name, DINO_NEEDS)
         if name in JUDGE_METRICS and self.judge is None:
             return MetricResult.not_run(name, JUDGE_NEEDS)
+        if name == "musiq":
+            return (musiq_quality(video, self.musiq) if self.musiq is not None
+                    else MetricResult.not_run(name, MUSIQ_NEEDS))
         if name == "aesthetic_quality":
             return (aesthetic_quality(video, self.aesthetic) if self.aesthetic is not None
                     else MetricResult.not_run(name, AESTHETIC_NEEDS))
