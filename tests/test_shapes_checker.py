@@ -237,7 +237,7 @@ def test_empty_video() -> None:
 
 
 def test_track_keeps_identity_of_same_coloured_objects() -> None:
-    frames = [[("circle", 10 + 2 * t, 15, 5, "white"), ("circle", 54 - 2 * t, 48, 5, "white")] for t in range(T)]
+    frames = [[("circle", 10 + 2 * t, 15, 5, "cyan"), ("circle", 54 - 2 * t, 48, 5, "cyan")] for t in range(T)]
     tracks = track(clip(grey_bg(90), frames))
     assert len(tracks) == 2
     xs = [c[0] for c in tracks[0].centroids if c is not None]
@@ -265,7 +265,7 @@ def test_camera_following_object_reports_pan_and_relative_motion() -> None:
     for t in range(T):
         o = 60 + 1.5 * t
         sc = scene.copy()
-        draw(sc, "star", o + 32, 30, 8, DEFAULT_COLOURS["white"])
+        draw(sc, "star", o + 32, 30, 8, DEFAULT_COLOURS["cyan"])
         frames.append(cv2.warpAffine(sc, np.float32([[1, 0, -o], [0, 1, 0]]), (SIZE, SIZE), flags=cv2.INTER_LINEAR))
     a = analyse(np.stack(frames))
     assert abs(a.background_shift[0] + 24) < 1.5, a.background_shift

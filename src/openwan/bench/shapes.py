@@ -22,17 +22,11 @@ from typing import Any
 import numpy as np
 
 from openwan.bench.result import MetricResult
+from openwan.data.synth_world import COLOURS as WORLD_COLOURS
 from openwan.errors import InputError
 
-DEFAULT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "green": (40, 180, 60),
-    "blue": (50, 80, 220),
-    "yellow": (230, 210, 40),
-    "purple": (150, 60, 200),
-    "orange": (240, 140, 30),
-    "white": (240, 240, 240),
-}
+# The world's own palette, so the checker recognises exactly the colours `openwan data synth-world` renders.
+DEFAULT_COLOURS: dict[str, tuple[int, int, int]] = dict(WORLD_COLOURS)
 SHAPES = ("circle", "square", "triangle", "star")
 DIRECTIONS = ("left", "right", "up", "down", "still")
 PANS = ("left", "right", "none")
