@@ -95,3 +95,14 @@ def test_musiq_weights_replace_niqe_for_image_quality(tmp_path):
     assert abs(r.value - expected.value / 100) < 1e-6
     assert build_metrics("vbench")["image_quality"](video).details.get("niqe") is not None or \
         build_metrics("vbench")["image_quality"](video).status.startswith("not run")
+
+
+def test_shared_flow_is_never_reused_for_a_different_video():
+    """The flow memo must not serve one video's flow to the next same-shaped video, even when the first
+    is freed and the second lands at the same address (id() reuse)."""
+    fns = build_metrics("vbench")
+    moving = fns["motion_magnitude"](_pan(1)).value  # the temporary array is freed right after
+    assert moving > 1
+    for _ in range(5):  # fresh same-shape static videos; any of them may reuse the freed address
+        static = np.repeat(_pan(1)[:1], 9, axis=0)
+        assert fns["motion_magnitude"](static).value < 0.1

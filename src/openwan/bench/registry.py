@@ -50,17 +50,18 @@ class MetricOptions:
 
 
 class _SharedFlow:
-    """The last video's optical flow, so the flow-based metrics of one video compute it once."""
+    """The last video's optical flow, so the flow-based metrics of one video compute it once. It holds
+    the video itself (not its id(), which a later array can reuse once this one is freed)."""
 
     def __init__(self) -> None:
-        self._key: int | None = None
+        self._video: np.ndarray | None = None
         self._flow: np.ndarray | None = None
 
     def __call__(self, video: np.ndarray) -> np.ndarray:
         from .metrics import optical_flow
 
-        if self._key != id(video) or self._flow is None:
-            self._flow, self._key = optical_flow(video), id(video)
+        if video is not self._video or self._flow is None:
+            self._flow, self._video = optical_flow(video), video
         return self._flow
 
 
