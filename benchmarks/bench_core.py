@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from memory import PHASE, compare, measure, run_phases  # noqa: E402
+from memory import compare, machine_info, measure, run_in_phases_if_needed  # noqa: E402
 
 
 def bench_dit(device, dtype, repeats: int) -> dict:
@@ -104,18 +103,15 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     out = Path(args.out or Path(__file__).parent / "results" / f"core-{args.device.split(':')[0]}.json")
-    if args.device == "cpu" and PHASE == "both":
-        result = run_phases([str(Path(__file__).resolve()), *sys.argv[1:]], str(out))
-        result["command"] = "python " + " ".join(sys.argv)
-        _report(result, out)
+    merged = run_in_phases_if_needed(args.device, out)
+    if merged is not None:
+        _report(merged, out)
         return
     import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(),
-              "command": "python " + " ".join(sys.argv)}
+    result = machine_info(device, args.threads)
     print("DiT forward ...", flush=True)
     result["dit_forward"] = bench_dit(device, torch.float32, args.repeats)
     print(f"  {result['dit_forward']}", flush=True)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memory import PHASE, compare, run_phases  # noqa: E402
+from memory import compare, machine_info, run_in_phases_if_needed  # noqa: E402
 
 
 def build(device, batch: int):
@@ -86,20 +85,17 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     out = Path(args.out or Path(__file__).parent / "results" / f"train-{args.device.split(':')[0]}.json")
-    if args.device == "cpu" and PHASE == "both":
-        result = run_phases([str(Path(__file__).resolve()), *sys.argv[1:]], str(out))
-        result["command"] = "python " + " ".join(sys.argv)
-        _report(result, out)
+    merged = run_in_phases_if_needed(args.device, out)
+    if merged is not None:
+        _report(merged, out)
         return
     import torch
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     ours, theirs, step_fn, fwd_ours, fwd_theirs = build(device, args.batch)
-    result = {"device": str(device), "threads": args.threads, "torch": torch.__version__,
-              "cpu": platform.processor() or platform.machine(), "batch": args.batch,
-              "config": "dim 512, 4 layers, 8 heads, 16x5x32x32 latents (1280 tokens), 64 prompt tokens padded to 512",
-              "command": "python " + " ".join(sys.argv), "rows": []}
+    result = {**machine_info(device, args.threads), "batch": args.batch, "rows": [],
+              "config": "dim 512, 4 layers, 8 heads, 16x5x32x32 latents (1280 tokens), 64 prompt tokens padded to 512"}
     for name, ckpt, offload in (("plain", False, False), ("grad_checkpointing", True, False),
                                 ("activation_offload", False, True)):
         print(f"{name} ...", flush=True)

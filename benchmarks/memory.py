@@ -46,6 +46,24 @@ def run_phases(argv: list[str], out_json: str) -> dict:
     return _merge(*results)
 
 
+def run_in_phases_if_needed(device: str, out) -> dict | None:
+    """On the CPU with no phase chosen, run this script once per phase in child processes and return the
+    merged result (with the command); otherwise None: the caller measures in this process."""
+    if device != "cpu" or PHASE != "both":
+        return None
+    result = run_phases([os.path.abspath(sys.argv[0]), *sys.argv[1:]], str(out))
+    result["command"] = "python " + " ".join(sys.argv)
+    return result
+
+
+def machine_info(device, threads: int) -> dict:
+    """The header every result file starts with."""
+    import platform
+
+    return {"device": str(device), "threads": threads, "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "command": "python " + " ".join(sys.argv)}
+
+
 def _merge(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         return {k: _merge(a[k], b[k]) if k in a and k in b else a.get(k, b.get(k)) for k in {**a, **b}}
