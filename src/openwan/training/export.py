@@ -119,13 +119,6 @@ def export_checkpoint(run_dir: str | os.PathLike, output: str | os.PathLike, *, 
     else:
         sd = model.state_dict()
     parts = read_official_components(files)
-    save_official(out, dit={k: v.contiguous() for k, v in sd.items()}, dit_config=_plain_config(model),
+    save_official(out, dit={k: v.contiguous() for k, v in sd.items()}, dit_config=model.config,
                   vae=parts["vae"], t5=parts["t5"], tokenizer=files.tokenizer, vae_config=parts["vae_config"])
     return out
-
-
-def _plain_config(model: torch.nn.Module) -> DiTConfig:
-    cfg = getattr(model, "config", None)
-    if cfg is None:  # peft wrapper
-        cfg = model.base_model.model.config
-    return cfg
