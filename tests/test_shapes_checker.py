@@ -270,3 +270,20 @@ def test_camera_following_object_reports_pan_and_relative_motion() -> None:
     a = analyse(np.stack(frames))
     assert abs(a.background_shift[0] + 24) < 1.5, a.background_shift
     assert a.camera_pan == "right" and a.motion == "right" and a.main_shape == "star"
+
+
+def test_every_synth_world_fall_is_fitted_before_its_first_impact() -> None:
+    """A later bounce sampled lower than the first impact must not pull the fit across the first bounce."""
+    from openwan.bench.shapes import analyse
+    from openwan.data.synth_world import ClipSpec, render_clip
+
+    failures = []
+    for seed in range(12):
+        spec = ClipSpec(shape="circle", colour="red", size="small", motion="falls and bounces",
+                        background="dark grey", seed=seed)
+        frames, truth = render_clip(spec)
+        fall = analyse(frames).fall
+        first_impact = truth["bounce_frames"][0]
+        if fall is None or fall.r2 < 0.95 or not fall.bounce or abs(fall.lowest_frame - first_impact) > 1:
+            failures.append((seed, first_impact, fall))
+    assert not failures, failures

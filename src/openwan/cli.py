@@ -13,6 +13,8 @@ from . import __version__
 from .errors import OpenWanError
 
 EPILOG = """examples:
+  openwan generate "a red circle falls and bounces"          # the bundled shapes-world model, on any CPU
+  openwan generate "一个蓝色的正方形向左移动" -o square.mp4
   openwan generate "a corgi running on a beach at sunset" --model Wan2.1-T2V-1.3B --output corgi.mp4
   openwan generate "a lighthouse in a storm" --model Wan2.1-T2V-14B --size 1280x720 --offload
   openwan generate "a red apple on a table" --model Wan2.1-T2V-14B --frames 1 --size 1024x1024 -o apple.png
@@ -58,6 +60,16 @@ def _lora(text: str) -> tuple[str, float]:
     return text, 1.0
 
 
+def _baseline_guidance(text: str) -> float | str:
+    """--baseline-guidance: a number, or "none" for no baseline run."""
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--baseline-guidance must be a number or 'none', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="openwan",
@@ -70,14 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser(
         "generate", help="generate a video (or an image with --frames 1) from a text prompt",
-        description="Generate a video from a text prompt with a Wan 2.1 text-to-video checkpoint. Unset "
-        "sampling options take the checkpoint variant's official defaults (T2V: 50 steps, guidance 5, "
-        "shift 5, 81 frames at 16 fps).",
+        description="Generate a video from a text prompt with a Wan 2.1 text-to-video checkpoint (default: the "
+        "bundled shapes-world model). Unset sampling options take the checkpoint's sample_config.json, else "
+        "the variant's official defaults (T2V: 50 steps, guidance 5, shift 5, 81 frames at 16 fps).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g.add_argument("prompt", help="what to generate; an empty string generates unconditionally")
-    g.add_argument("--model", "-m", required=True,
-                   help="checkpoint: official dir (Wan2.1-T2V-1.3B/), diffusers dir, or a single DiT .safetensors")
+    g.add_argument("--model", "-m", default=None,
+                   help="checkpoint: official dir (Wan2.1-T2V-1.3B/), diffusers dir, or a single DiT .safetensors "
+                   "(default: the bundled shapes-world model, 64x64 x 17 frames, runs in seconds on a CPU)")
     g.add_argument("--output", "-o", default="output.mp4", help=".mp4 for video; .png for --frames 1")
     g.add_argument("--size", type=_size, default=None,
                    help="WIDTHxHEIGHT, multiples of 16 (default: the variant's, 832x480 for 1.3B)")
@@ -147,6 +160,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=0, help="DataLoader worker processes per rank")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    rc = sub.add_parser(
+        "recipe", help="build a whole model from a recipe: data, tokenizer, VAE, latent stats, DiT, export",
+        description="Run every step of a recipe file (e.g. configs/shapes-world/recipe.toml, which made the "
+        "bundled model): render the data, train a tokenizer, build the text encoder, train the VAE, measure "
+        "its latent statistics, train the DiT and write <output_dir>/model with its sampling defaults. "
+        "Re-running resumes: finished steps are skipped and training resumes from its checkpoints.",
+        epilog="example: openwan recipe configs/shapes-world/recipe.toml --set data.clips=64 "
+        "--vae-set stages.0.steps=10 --dit-set stages.0.steps=10")
+    rc.add_argument("recipe", help="recipe file (.toml)")
+    rc.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a recipe value, e.g. --set data.clips=64 --set output_dir=/tmp/run")
+    rc.add_argument("--vae-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of the VAE training config, e.g. --vae-set stages.0.steps=10")
+    rc.add_argument("--dit-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of the DiT training config, e.g. --dit-set stages.0.steps=10")
+
     e = sub.add_parser(
         "export", help="write a training run's model as an inference checkpoint (official layout)",
         description="Export the newest (or --step) checkpoint of a run: the DiT (EMA weights when the run "
@@ -159,17 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-ema", action="store_true", help="export the live weights instead of the EMA")
     e.add_argument("--merge", action="store_true", help="LoRA runs: also write the base model with the LoRA merged")
     b = sub.add_parser(
-        "bench", help="score videos with a benchmark suite (wanbench, vbench, motion-physics) and write reports",
+        "bench", help="score videos with a benchmark suite (wanbench, vbench, motion-physics, shapes) and write "
+        "reports",
         description="Score folders of videos (each with a manifest.jsonl of prompts) or videos generated by a "
-        "checkpoint with a benchmark suite; writes report.json, report.csv, videos.csv and report.html.",
+        "checkpoint with a benchmark suite; writes report.json, report.csv, videos.csv and report.html. "
+        "The shapes suite checks a shapes-world model against the world's ground truth (colour, shape, "
+        "direction, fall + bounce, collision, VAE PSNR, guidance vs none) and writes report.json, report.md, "
+        "grid.png and grid.gif; without --model or --videos it benchmarks the bundled model.",
+        epilog="example: openwan bench shapes --samples 4 --out bench-shapes",
     )
-    b.add_argument("suite", choices=["wanbench", "vbench", "motion-physics"])
+    b.add_argument("suite", choices=["wanbench", "vbench", "motion-physics", "shapes"])
     b.add_argument("--videos", action="append", default=[], metavar="DIR",
                    help="folder of videos with manifest.jsonl/.csv (repeat per model; model = folder name)")
     b.add_argument("--name", action="append", default=[], metavar="NAME",
                    help="model name for the matching --videos folder (in order)")
-    b.add_argument("--model", "-m", default=None, help="checkpoint to generate the videos with instead of --videos")
-    b.add_argument("--samples", type=int, default=None, help="runs per prompt with --model (default: suite's)")
+    b.add_argument("--model", "-m", default=None, help="checkpoint to generate the videos with instead of --videos "
+                   "(shapes: default the bundled model)")
+    b.add_argument("--samples", type=int, default=None,
+                   help="runs per prompt with --model (default: suite's; shapes: 4)")
     b.add_argument("--prompts", default=None, help="prompt file (.txt or .jsonl) for --model generation")
     b.add_argument("--seed", type=int, default=0, help="base seed for --model generation")
     b.add_argument("--out", "-o", default="bench-out", help="report folder")
@@ -190,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--judge-model", default=None, help="model name to ask at --judge")
     b.add_argument("--reference", default=None, metavar="DIR",
                    help="real reference videos + manifest.jsonl (prompt per video): Physics-IQ comparison")
+    b.add_argument("--guidance", type=float, default=None,
+                   help="shapes: guidance scale of the generated videos (default: the checkpoint's)")
+    b.add_argument("--baseline-guidance", type=_baseline_guidance, default=None, metavar="G|none",
+                   help="shapes: also generate the same prompts and seeds at this guidance and compare "
+                   "adherence (default 1 = no CFG; 'none' skips it)")
+    b.add_argument("--vae-clips", type=int, default=None,
+                   help="shapes: held-out clips for the VAE reconstruction PSNR (default 24; 0 skips it)")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -265,6 +308,17 @@ def _data(args) -> int:
     raise AssertionError(f"unhandled data command {args.data_command}")  # argparse restricts the choices
 
 
+def _recipe(args) -> int:
+    from .training.recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    recipe.vae_overrides += args.vae_set
+    recipe.dit_overrides += args.dit_set
+    model = run_recipe(recipe)
+    print(f"model written to {model}; try: openwan generate \"a red circle falls and bounces\" --model {model}")
+    return 0
+
+
 def _train(args) -> int:
     from .training import load_config, train
 
@@ -292,6 +346,12 @@ def _bench(args) -> int:
     from .bench.runner import run_bench
     from .errors import InputError
 
+    if args.suite == "shapes":
+        return _bench_shapes(args)
+    shapes_only = [f for f, v in (("--guidance", args.guidance), ("--baseline-guidance", args.baseline_guidance),
+                                  ("--vae-clips", args.vae_clips)) if v is not None]
+    if shapes_only:
+        raise InputError(f"{', '.join(shapes_only)} only apply to the shapes suite")
     if len(args.name) > len(args.videos):
         raise InputError(f"{len(args.name)} --name for {len(args.videos)} --videos folders")
     videos = [(d, args.name[i]) if i < len(args.name) else d for i, d in enumerate(args.videos)]
@@ -323,8 +383,39 @@ def _bench(args) -> int:
     return 0
 
 
+def _bench_shapes(args) -> int:
+    from .bench.shapes_bench import run_shapes_bench, score_shapes_videos, summary_lines
+    from .errors import InputError
+
+    if args.prompts:
+        raise InputError("the shapes suite uses the world's held-out prompts; --prompts does not apply")
+    if len(args.videos) > 1:
+        raise InputError("bench shapes takes one --videos folder (a run folder or its videos/ folder)")
+    if args.videos and args.model is not None:
+        raise InputError("give either --videos DIR (re-score) or --model PATH (generate), not both")
+    if args.videos:
+        given = [f for f, v in (("--samples", args.samples), ("--guidance", args.guidance),
+                                ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips))
+                 if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)} apply to generation (--model), not to --videos")
+        result = score_shapes_videos(args.videos[0], out=args.out, progress=not args.no_progress)
+    else:
+        baseline = 1.0 if args.baseline_guidance is None else (
+            None if args.baseline_guidance == "none" else args.baseline_guidance)
+        result = run_shapes_bench(args.model, out=args.out, samples=4 if args.samples is None else args.samples,
+                                  seed=args.seed, guidance=args.guidance, baseline_guidance=baseline,
+                                  vae_clips=24 if args.vae_clips is None else args.vae_clips,
+                                  progress=not args.no_progress)
+    print("\n".join(summary_lines(result)))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {', '.join(str(f) for f in result.files.values())}")
+    return 0
+
+
 COMMANDS = {"generate": _generate, "info": _info, "convert": _convert, "init-random": _init_random,
-            "train": _train, "export": _export, "bench": _bench, "data": _data}
+            "train": _train, "recipe": _recipe, "export": _export, "bench": _bench, "data": _data}
 
 if __name__ == "__main__":
     sys.exit(main())

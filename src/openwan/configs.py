@@ -111,6 +111,21 @@ class SampleDefaults:
     size: tuple[int, int] = (832, 480)  # (width, height)
     supported_sizes: tuple[tuple[int, int], ...] = ((832, 480), (480, 832))
     negative_prefix: str = ""
+    negative_prompt: str | None = None  # None: the official default negative prompt (after negative_prefix)
+
+    @classmethod
+    def from_file_dict(cls, d: dict[str, Any], source: str = "sample_config.json") -> "SampleDefaults":
+        """Read a checkpoint's ``sample_config.json`` (size [w, h], frames, steps, shift, guidance,
+        negative_prompt); every key is optional and the model's native size is its only supported size."""
+        known = {"size", "frames", "steps", "shift", "guidance", "negative_prompt"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            from .errors import CheckpointError
+
+            raise CheckpointError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
+        kw: dict[str, Any] = {k: d[k] for k in known - {"size"} if k in d}
+        size = tuple(d.get("size", cls.size))
+        return cls(size=size, supported_sizes=(size,), **kw)
 
 
 @dataclass(frozen=True)

@@ -438,14 +438,26 @@ def _direction(xy: np.ndarray, ts: np.ndarray, min_side: int) -> tuple[str, tupl
 
 
 def fit_fall(ts: np.ndarray, ys: np.ndarray, height: int) -> FallFit | None:
-    """Quadratic fit before the lowest point (largest y) and a rebound check after it.
+    """Quadratic fit before the first impact and a rebound check after it.
 
-    The first frame within 1 px of the lowest y is the impact; it is left out of the fit when there
-    are enough frames, because the sampled frame usually straddles the reflection.
+    The impact is the first turning point where the object starts moving up again (more than 1 px),
+    or the lowest point when it never does; later bounces can be sampled lower than the first one, so
+    the global lowest point could lie past a bounce. The first frame within 1 px of the impact height
+    is the impact frame; it is left out of the fit when there are enough frames, because the sampled
+    frame usually straddles the reflection.
     """
     if len(ts) < 4:
         return None
-    ymax = float(ys.max())
+    ys = ys.astype(np.float64)
+    peak = len(ys) - 1
+    running = ys[0]
+    for i in range(1, len(ys)):
+        running = max(running, ys[i - 1])
+        if ys[i] < running - 1.0:  # moving up again: the impact was the running maximum before i
+            peak = i - 1
+            break
+    head = ys[: peak + 1]
+    ymax = float(head.max()) if peak < len(ys) - 1 else float(ys.max())
     low = int(np.argmax(ys >= ymax - 1.0))
     end = low if low >= 4 else low + 1
     if end < 4:

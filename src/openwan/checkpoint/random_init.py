@@ -37,7 +37,7 @@ def randomize_(module: nn.Module, seed: int = 0, std: float = 0.05) -> nn.Module
 
 
 def build_random_models(dit_config: DiTConfig = TINY_DIT, vae_config: VAEConfig = TINY_VAE,
-                        t5: dict | None = None, vocab_size: int = 512, seed: int = 0):
+                        t5: dict | None = None, vocab_size: int = 512, seed: int = 0, t5_std: float = 0.2):
     """Random-weight (DiT, VAE, umT5 official state dict) at the given shapes."""
     from transformers import UMT5Config
 
@@ -52,7 +52,7 @@ def build_random_models(dit_config: DiTConfig = TINY_DIT, vae_config: VAEConfig 
                         is_encoder_decoder=False, tie_word_embeddings=False, relative_attention_num_buckets=32,
                         relative_attention_max_distance=128, layer_norm_epsilon=1e-6, dropout_rate=0.0)
     t5_model = build_umt5_encoder(t5_cfg, device="cpu")
-    randomize_(t5_model, seed + 2, std=0.2)
+    randomize_(t5_model, seed + 2, std=t5_std)
     return dit, vae, t5_transformers_to_official(t5_model.state_dict())
 
 

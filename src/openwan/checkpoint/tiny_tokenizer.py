@@ -51,23 +51,25 @@ CORPUS = [
 ]
 
 
-def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 512) -> Path:
-    """Train a unigram SentencePiece model on CORPUS and save it as a T5 tokenizer folder.
+def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 512, corpus: list[str] | None = None,
+                         pieces: int = SPM_PIECES) -> Path:
+    """Train a unigram SentencePiece model with ``pieces`` pieces on ``corpus`` (default CORPUS) and save
+    it as a T5 tokenizer folder.
 
-    ``len(AutoTokenizer.from_pretrained(out_dir))`` equals ``vocab_size``, so a test model with that
-    many embeddings covers every id. Deterministic (single-threaded training) and well under a second.
+    ``len(AutoTokenizer.from_pretrained(out_dir))`` equals ``vocab_size``, so a model with that many
+    embeddings covers every id. Deterministic (single-threaded training) and about a second.
     """
-    if vocab_size < SPM_PIECES:
-        raise ValueError(f"vocab_size must be at least {SPM_PIECES}, got {vocab_size}")
+    if vocab_size < pieces:
+        raise ValueError(f"vocab_size must be at least {pieces}, got {vocab_size}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS),
+        sentence_iterator=iter(corpus if corpus is not None else CORPUS),
         model_writer=model,
         model_type="unigram",
-        vocab_size=SPM_PIECES,
+        vocab_size=pieces,
         pad_id=0,
         eos_id=1,
         unk_id=2,
@@ -77,7 +79,7 @@ def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 512) -> Path:
         minloglevel=2,
     )
     (out_dir / "spiece.model").write_bytes(model.getvalue())
-    config = {"tokenizer_class": "T5Tokenizer", "extra_ids": vocab_size - SPM_PIECES, "model_max_length": 512}
+    config = {"tokenizer_class": "T5Tokenizer", "extra_ids": vocab_size - pieces, "model_max_length": 512}
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
 
     # transformers converts spiece.model into its tokenizers backend; saving adds tokenizer.json, the

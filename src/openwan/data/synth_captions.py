@@ -119,3 +119,24 @@ def render_caption(motion: str, language: str, variant: int, *, shape: str, colo
         fields["obj2"] = object_phrase(shape2, colour2, size2, language)
         fields["pair_b"] = bare_phrase(shape2, colour2, language)
     return templates[variant % len(templates)].format(**fields)
+
+
+def caption_corpus(shapes=tuple(SHAPE_WORDS), colours=tuple(COLOUR_WORDS), sizes=tuple(SIZE_WORDS),
+                   motions=MOTIONS, languages=LANGUAGES) -> list[str]:
+    """Every caption the templates can make for this vocabulary (collisions with the next colour and shape
+    as partner): the text a tokenizer for the world is trained on. It describes no clip, so it leaks
+    nothing about which combinations a dataset holds out."""
+    out: list[str] = []
+    for motion in motions:
+        for lang in languages:
+            for variant in range(len(MOTION_TEMPLATES[motion][lang])):
+                for si, shape in enumerate(shapes):
+                    for ci, colour in enumerate(colours):
+                        for size in (None, *sizes):
+                            second = {}
+                            if motion == "collides":
+                                second = {"shape2": shapes[(si + 1) % len(shapes)],
+                                          "colour2": colours[(ci + 1) % len(colours)], "size2": size}
+                            out.append(render_caption(motion, lang, variant, shape=shape, colour=colour,
+                                                      size=size, **second))
+    return out

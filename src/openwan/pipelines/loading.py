@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ import torch
 from ..checkpoint.layout import CheckpointFiles, find_checkpoint
 from ..checkpoint.lora_keys import read_lora
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
-from ..configs import variant_for
+from ..configs import SampleDefaults, variant_for
 from ..devices import resolve_device, resolve_dtype
 from ..errors import CheckpointError
 from .text_to_video import WanPipeline
@@ -53,8 +54,28 @@ def resolve_files(
     return files
 
 
+SAMPLE_CONFIG = "sample_config.json"
+
+
+def read_sample_defaults(root: str | os.PathLike | None) -> SampleDefaults | None:
+    """The sampling defaults a custom checkpoint ships in ``sample_config.json`` (None when it has none)."""
+    if root is None or not Path(root).is_dir() or not (Path(root) / SAMPLE_CONFIG).is_file():
+        return None
+    path = Path(root) / SAMPLE_CONFIG
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: must hold a JSON object of sampling defaults")
+    try:
+        return SampleDefaults.from_file_dict(data, str(path))
+    except TypeError as e:
+        raise CheckpointError(f"{path}: {e}") from e
+
+
 def load_pipeline(
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     *,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -67,7 +88,8 @@ def load_pipeline(
     tokenizer: str | os.PathLike | None = None,
     loras: Sequence[tuple[str | os.PathLike, float]] = (),
 ) -> WanPipeline:
-    """Load a Wan 2.1 checkpoint (official directory, diffusers directory or single DiT file).
+    """Load a Wan 2.1 checkpoint (official directory, diffusers directory or single DiT file);
+    ``path=None`` loads the bundled shapes-world model (:mod:`openwan.bundled`).
 
     ``device=None`` picks CUDA, MPS or CPU; ``dtype`` (DiT) defaults to bf16 on accelerators and fp32 on
     the CPU; the VAE runs in fp32 like the official code. ``offload`` keeps every model on the CPU and
@@ -80,6 +102,10 @@ def load_pipeline(
     te_dt = resolve_dtype(text_encoder_dtype, te_dev) if text_encoder_dtype else (
         torch.bfloat16 if te_dev.type == "cuda" else None  # None keeps the stored dtype (bf16 for the release)
     )
+    if path is None:
+        from ..bundled import bundled_model_path
+
+        path = bundled_model_path()
     files = resolve_files(path, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer)
     lora_files = []
     if loras:  # a missing or non-LoRA file, or a bad scale, should fail before minutes of loading weights
@@ -99,7 +125,7 @@ def load_pipeline(
     log.info("loaded %s (%s layout, variant %s) on %s/%s", files.root, files.layout,
              variant.name if variant else "custom", dev, dt)
     pipe = WanPipeline(dit, vae_model, te, device=dev, dtype=dt, text_encoder_device=te_dev, offload=offload,
-                       variant=variant, source=str(Path(path)))
+                       variant=variant, source=str(Path(path)), defaults=read_sample_defaults(files.root))
     for lora, scale in lora_files:
         pipe.load_lora(lora, scale)
     return pipe

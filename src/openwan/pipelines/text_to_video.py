@@ -62,6 +62,7 @@ class WanPipeline:
         offload: bool = False,
         variant: Variant | None = None,
         source: str = "",
+        defaults: SampleDefaults | None = None,
     ) -> None:
         self.dit, self.vae, self.text_encoder = dit, vae, text_encoder
         self.device = torch.device(device)
@@ -70,7 +71,8 @@ class WanPipeline:
         self.offload = offload
         self.variant = variant
         self.source = source
-        self.defaults = variant.sample if variant else SampleDefaults(supported_sizes=())
+        # A checkpoint's own sample_config.json (a custom model) wins over the released variant's defaults.
+        self.defaults = defaults or (variant.sample if variant else SampleDefaults(supported_sizes=()))
         self.loras: list[dict[str, Any]] = []  # merged LoRAs, in order: {"path", "scale"}
         # Where each model rests between uses: with offload, on the CPU; otherwise on its run device.
         self._home = {
@@ -134,8 +136,9 @@ class WanPipeline:
     ) -> GenerationResult:
         """Generate a video (or an image when ``frames == 1``) from ``prompt``.
 
-        Unset arguments take the variant's official defaults. ``negative_prompt=None`` uses the official
-        default negative prompt; pass ``""`` for none. Noise comes from a CPU generator seeded with ``seed``
+        Unset arguments take the checkpoint's ``sample_config.json`` defaults, else the variant's official
+        ones. ``negative_prompt=None`` uses the model's default negative prompt (the official one for
+        released variants); pass ``""`` for none. Noise comes from a CPU generator seeded with ``seed``
         as ``randn(16, T', H/8, W/8)``, so a seed gives the same video on every device. With ``output`` the
         result is written atomically (MP4 H.264 at ``fps``, or PNG for one frame) with a sidecar JSON.
         """
@@ -146,7 +149,8 @@ class WanPipeline:
         guidance = d.guidance if guidance is None else guidance
         shift = d.shift if shift is None else shift
         if negative_prompt is None:
-            negative_prompt = d.negative_prefix + DEFAULT_NEGATIVE_PROMPT
+            negative_prompt = d.negative_prompt if d.negative_prompt is not None else (
+                d.negative_prefix + DEFAULT_NEGATIVE_PROMPT)
         if seed is None:
             seed = random.randrange(2**63)
         if not isinstance(prompt, str):

@@ -1,0 +1,269 @@
+"""``openwan recipe``: build a complete small Wan model from nothing, step by step, with the training system.
+
+A recipe file (``configs/shapes-world/recipe.toml``) names every step; each writes into
+``<output_dir>/<step>`` and is skipped when its result is already there, so re-running the command
+resumes (the two training steps also resume from their own checkpoints):
+
+1. ``data``      render the synthetic world's train split (:mod:`openwan.data.synth_world`);
+2. ``scaffold``  a tokenizer trained on the world's caption templates and a random umT5-architecture text
+                 encoder (kept frozen: the DiT learns to read it), in the official layout;
+3. ``vae``       ``openwan train`` on the VAE config (image stage -> inflation -> video stage);
+4. ``latents``   per-channel latent mean/std of the trained VAE over training clips, written to
+                 ``vae_config.json`` so latents are normalised like Wan's;
+5. ``dit``       ``openwan train`` on the DiT config (latents and text embeddings cached once);
+6. ``model``     the final official-layout checkpoint plus ``sample_config.json`` (native size, frames,
+                 steps, shift, guidance) that ``openwan generate`` uses as its defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from .config import _build, apply_override
+
+from ..pipelines.loading import SAMPLE_CONFIG  # sampling defaults of a custom checkpoint
+
+
+@dataclass
+class RecipeData:
+    clips: int = 3000
+    size: str = "64x64"  # WxH
+    frames: int = 17
+    fps: int = 16
+    seed: int = 0
+
+
+@dataclass
+class RecipeTokenizer:
+    pieces: int = 320  # learned SentencePiece pieces
+    vocab_size: int = 384  # pieces + T5 sentinels: the text encoder's embedding rows
+
+
+@dataclass
+class RecipeTextEncoder:
+    d_model: int = 128
+    d_ff: int = 256
+    num_heads: int = 4
+    d_kv: int = 32
+    num_layers: int = 2
+    init_std: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class RecipeSample:
+    """Written to the model's sample_config.json: what ``openwan generate`` uses by default."""
+
+    size: str = "64x64"
+    frames: int = 17
+    steps: int = 30
+    shift: float = 3.0
+    guidance: float = 4.0
+    negative_prompt: str = ""  # the model was trained with "" as its unconditional prompt
+
+
+@dataclass
+class Recipe:
+    output_dir: str = "runs/recipe"  # relative to the recipe file
+    vae: str = "vae.toml"  # training configs, relative to the recipe file
+    dit: str = "dit.toml"
+    stats_clips: int = 256  # clips encoded for the latent mean/std
+    data: RecipeData = field(default_factory=RecipeData)
+    tokenizer: RecipeTokenizer = field(default_factory=RecipeTokenizer)
+    text_encoder: RecipeTextEncoder = field(default_factory=RecipeTextEncoder)
+    sample: RecipeSample = field(default_factory=RecipeSample)
+    vae_overrides: list[str] = field(default_factory=list)  # --set items for the VAE config
+    dit_overrides: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe TOML; ``overrides`` are ``key=value`` items like ``data.clips=16``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"recipe file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"{path}: cannot parse: {e}") from e
+    for item in overrides or []:
+        apply_override(raw, item)
+    recipe = _build(Recipe, raw, "", str(path))
+    recipe.source = str(path)
+    root = path.parent
+    for name in ("output_dir", "vae", "dit"):
+        value = Path(getattr(recipe, name))
+        setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
+    _parse_size(recipe.data.size, "data.size")
+    _parse_size(recipe.sample.size, "sample.size")
+    if recipe.tokenizer.vocab_size < recipe.tokenizer.pieces:
+        raise InputError(f"{path}: tokenizer.vocab_size must be >= tokenizer.pieces")
+    return recipe
+
+
+def _parse_size(text: str, where: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise InputError(f"{where} must look like WIDTHxHEIGHT (e.g. 64x64), got {text!r}") from None
+    return w, h
+
+
+def _log(msg: str) -> None:
+    print(f"[recipe {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _world_config(recipe: Recipe):
+    from ..data.synth_world import SynthWorldConfig
+
+    w, h = _parse_size(recipe.data.size, "data.size")
+    return SynthWorldConfig(width=w, height=h, frames=recipe.data.frames, fps=recipe.data.fps,
+                            num_clips=recipe.data.clips, seed=recipe.data.seed)
+
+
+def build_data(recipe: Recipe, out: Path) -> Path:
+    from ..data.synth_world import generate_dataset
+
+    manifest = out / "train.jsonl"
+    if not manifest.is_file():
+        generate_dataset(out, _world_config(recipe), "train")
+    return manifest
+
+
+def build_scaffold(recipe: Recipe, out: Path) -> Path:
+    """Official-layout folder: world tokenizer + random umT5 + placeholder DiT/VAE (both get trained)."""
+    import tempfile
+
+    from ..checkpoint.convert import save_official
+    from ..checkpoint.random_init import TINY_DIT, TINY_VAE, build_random_models
+    from ..checkpoint.tiny_tokenizer import build_tiny_tokenizer
+    from ..data.synth_captions import caption_corpus
+    from ..data.synth_world import COLOURS, SHAPES
+
+    te = recipe.text_encoder
+    t5 = dict(d_model=te.d_model, d_ff=te.d_ff, num_heads=te.num_heads, d_kv=te.d_kv, num_layers=te.num_layers)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = caption_corpus(shapes=SHAPES, colours=tuple(COLOURS))
+        tok = build_tiny_tokenizer(Path(tmp) / "tokenizer", vocab_size=recipe.tokenizer.vocab_size,
+                                   corpus=corpus, pieces=recipe.tokenizer.pieces)
+        dit, vae, t5_sd = build_random_models(TINY_DIT, TINY_VAE, t5, vocab_size=recipe.tokenizer.vocab_size,
+                                              seed=te.seed, t5_std=te.init_std)
+        return save_official(out, dit=dit.state_dict(), dit_config=dit.config, vae=vae.state_dict(), t5=t5_sd,
+                             tokenizer=tok)
+
+
+def _train(config: str, overrides: list[str], *, output_dir: Path, base: Path, manifest: Path) -> Path:
+    from .config import load_config
+    from .trainer import train
+
+    cfg = load_config(config, [f"run.output_dir={json.dumps(str(output_dir))}",
+                               f"model.base={json.dumps(str(base))}", *overrides])
+    for d in cfg.datasets:
+        d.manifest = str(manifest)
+    result = train(cfg)
+    if result.export_dir is None:
+        raise InputError(f"training {config} exported no model")
+    return result.export_dir
+
+
+@torch.no_grad()
+def latent_statistics(vae, manifest: Path, clips: int, frames: int) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the VAE posterior means over the first ``clips`` clips of ``manifest``."""
+    from ..data.manifest import read_manifest
+    from ..media import read_video
+
+    entries = read_manifest(manifest)[:clips]
+    if not entries:
+        raise InputError(f"{manifest} has no clips to measure latent statistics on")
+    total = sq = None
+    count = 0
+    for e in entries:
+        video = torch.from_numpy(read_video(e.path)[0][:frames]).float().div(127.5).sub(1)
+        mu, _ = vae.encode_distribution(video.permute(3, 0, 1, 2)[None])
+        flat = mu.double().transpose(0, 1).reshape(mu.shape[1], -1)  # [z, n]
+        total = flat.sum(1) if total is None else total + flat.sum(1)
+        sq = (flat ** 2).sum(1) if sq is None else sq + (flat ** 2).sum(1)
+        count += flat.shape[1]
+    mean = total / count
+    std = (sq / count - mean ** 2).clamp_min(1e-12).sqrt()
+    return [round(float(v), 5) for v in mean], [round(float(v), 5) for v in std]
+
+
+def build_latent_stats(recipe: Recipe, vae_model: Path, manifest: Path, out: Path) -> Path:
+    from ..checkpoint.convert import read_official_components, save_official
+    from ..checkpoint.layout import find_checkpoint
+    from ..checkpoint.loader import load_vae
+
+    files = find_checkpoint(vae_model)
+    vae = load_vae(files.vae, config_path=files.vae_config, dtype=torch.float32).eval()
+    mean, std = latent_statistics(vae, manifest, recipe.stats_clips, recipe.data.frames)
+    parts = read_official_components(files)
+    vae_config = dataclasses.replace(parts["vae_config"], latents_mean=tuple(mean), latents_std=tuple(std))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"], t5=parts["t5"],
+                  tokenizer=files.tokenizer, vae_config=vae_config)
+    tmp.rename(out)
+    return out
+
+
+def write_sample_config(model_dir: Path, sample: RecipeSample) -> Path:
+    from ..checkpoint.io import write_text_atomic
+
+    w, h = _parse_size(sample.size, "sample.size")
+    d = {"size": [w, h], "frames": sample.frames, "steps": sample.steps, "shift": sample.shift,
+         "guidance": sample.guidance, "negative_prompt": sample.negative_prompt}
+    path = model_dir / SAMPLE_CONFIG
+    write_text_atomic(path, json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def run_recipe(recipe: Recipe) -> Path:
+    """Run (or resume) every step of ``recipe``; returns the final model folder."""
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    _log(f"data -> {out / 'data'}")
+    manifest = build_data(recipe, out / "data")
+    scaffold = out / "scaffold"
+    if not (scaffold / "config.json").is_file():
+        _log(f"scaffold (tokenizer + text encoder) -> {scaffold}")
+        build_scaffold(recipe, scaffold)
+    vae_model = out / "vae" / "final"
+    if not (vae_model / "config.json").is_file():
+        _log("vae training")
+        vae_model = _train(recipe.vae, recipe.vae_overrides, output_dir=out / "vae", base=scaffold, manifest=manifest)
+    base = out / "latents"
+    if not base.is_dir():
+        _log(f"latent statistics over {recipe.stats_clips} clips -> {base}")
+        build_latent_stats(recipe, vae_model, manifest, base)
+    dit_model = out / "dit" / "final"
+    if not (dit_model / "config.json").is_file():
+        _log("dit training")
+        dit_model = _train(recipe.dit, recipe.dit_overrides, output_dir=out / "dit", base=base, manifest=manifest)
+    model = out / "model"
+    tmp = out / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(dit_model, tmp)
+    write_sample_config(tmp, recipe.sample)
+    shutil.rmtree(model, ignore_errors=True)
+    tmp.rename(model)
+    _log(f"done in {(time.time() - started) / 60:.1f} min: {model}")
+    return model
+
+
+def recipe_summary(recipe: Recipe) -> dict[str, Any]:
+    d = dataclasses.asdict(recipe)
+    d.pop("source")
+    return d

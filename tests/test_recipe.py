@@ -1,0 +1,106 @@
+"""`openwan recipe`: the checked-in shapes-world recipe, shortened, runs end to end and resumes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from openwan.cli import main
+from openwan.errors import InputError
+
+RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
+SHORT = [
+    "--set", "data.clips=8", "--set", "stats_clips=4",
+    "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
+    "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
+    "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
+    "--dit-set", "logging.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("recipe") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(out))}", *SHORT]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(recipe_run):
+    import openwan
+    from openwan.data.synth_world import SynthWorldConfig, heldout_prompts
+
+    model = recipe_run / "model"
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "Wan2.1_VAE.pth", "vae_config.json",
+                 "models_t5_umt5-xxl-enc-bf16.pth", "google/umt5-xxl/tokenizer.json", "sample_config.json"):
+        assert (model / name).is_file(), name
+    # Latent statistics were measured on the trained VAE's latents, not copied from Wan-VAE.
+    vae_cfg = json.loads((model / "vae_config.json").read_text())
+    assert len(vae_cfg["latents_mean"]) == 16 and all(s > 0 for s in vae_cfg["latents_std"])
+    # The DiT trained: its weights differ from the scaffold's placeholder DiT.
+    assert json.loads((model / "config.json").read_text())["dim"] == 256
+
+    pipe = openwan.load_pipeline(model)
+    # The tokenizer was trained on the world's captions: no prompt of either language has unknown pieces.
+    tok = pipe.text_encoder.tokenizer
+    for row in heldout_prompts(SynthWorldConfig()):
+        assert tok.unk_token_id not in tok(row["prompt"]).input_ids, row["prompt"]
+    result = pipe.generate("一个红色的圆落下并弹起", seed=1, progress=False)
+    m = result.metadata
+    assert result.frames.shape == (17, 64, 64, 3)
+    assert (m["steps"], m["guidance"], m["shift"], m["negative_prompt"]) == (30, 4.0, 3.0, "")
+
+
+def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
+    vae_file = recipe_run / "vae" / "final" / "Wan2.1_VAE.pth"
+    dit_file = recipe_run / "dit" / "final" / "diffusion_pytorch_model.safetensors"
+    before = vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns
+    assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(recipe_run))}", *SHORT]) == 0
+    assert (vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns) == before
+    log = capsys.readouterr().out
+    assert "vae training" not in log and "dit training" not in log
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    from openwan.training.recipe import load_recipe
+
+    with pytest.raises(InputError, match="data.clipz"):
+        load_recipe(RECIPE, ["data.clipz=3"])
+    with pytest.raises(InputError, match="data.size"):
+        load_recipe(RECIPE, ["data.size='big'"])
+    with pytest.raises(InputError, match="recipe file not found"):
+        load_recipe(tmp_path / "nope.toml")
+
+
+def test_sample_config_sets_generate_defaults_and_bad_files_are_named(tmp_path):
+    from openwan.errors import CheckpointError
+    from openwan.pipelines.loading import read_sample_defaults
+
+    (tmp_path / "sample_config.json").write_text(json.dumps({"size": [96, 64], "frames": 9, "steps": 12,
+                                                             "guidance": 3.0, "negative_prompt": ""}))
+    d = read_sample_defaults(tmp_path)
+    assert (d.size, d.frames, d.steps, d.guidance, d.negative_prompt) == ((96, 64), 9, 12, 3.0, "")
+    assert d.supported_sizes == ((96, 64),)
+    assert read_sample_defaults(tmp_path / "missing") is None
+    (tmp_path / "sample_config.json").write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(CheckpointError, match="sample_config.json: unknown keys \\['stepz'\\]"):
+        read_sample_defaults(tmp_path)
+    (tmp_path / "sample_config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        read_sample_defaults(tmp_path)
+
+
+def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
+    import openwan.bundled as bundled
+    from openwan.errors import CheckpointError
+
+    monkeypatch.setattr(bundled, "BUNDLED_MODEL_NAME", "not-there")
+    with pytest.raises(CheckpointError, match="bundled model is missing.*--model"):
+        bundled.bundled_model_path()
