@@ -19,7 +19,7 @@ from openwan.models.vae import CausalConv3d, Resample, WanVAE
 from openwan.training import vae_losses
 from openwan.training.vae_inflate import inflate_image_vae
 from openwan.training.vae_losses import (PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, kl_loss,
-                                         l1_loss)
+                                         l1_loss, mse_loss)
 from openwan.training.vae_objective import VAELossConfig, VAEObjective
 
 # 4 levels with the official temporal pattern (two temporal down/upsamplers), 8-16 channels: fast on one core.
@@ -317,8 +317,22 @@ def test_losses_on_hand_values():
     torch.testing.assert_close(kl_loss(mu, logvar), torch.tensor(0.5 + 0.5 * (1 - math.log(2))))
     assert kl_loss(torch.zeros(3, 4, 2, 2), torch.zeros(3, 4, 2, 2)) == 0
     torch.testing.assert_close(l1_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0])), torch.tensor(0.75))
+    torch.testing.assert_close(mse_loss(torch.tensor([1.0, -1.0]), torch.tensor([0.5, 0.0])), torch.tensor(0.625))
     with pytest.raises(InputError, match="differ in shape"):
         l1_loss(torch.zeros(2), torch.zeros(3))
+    with pytest.raises(InputError, match="differ in shape"):
+        mse_loss(torch.zeros(2), torch.zeros(3))
+
+
+def test_l2_term_enters_the_generator_loss_with_its_weight():
+    torch.manual_seed(0)
+    vae = WanVAE(SMALL)
+    video = clips(1, frames=5)
+    out = VAEObjective(vae, VAELossConfig(l1=0.5, l2=5.0, sample_posterior=False)).generator_step(video, 0)
+    expected = 0.5 * out.logs["l1"] + 5.0 * out.logs["l2"] + 1e-6 * out.logs["kl"]
+    assert abs(out.logs["loss"] - expected) < 1e-5 * max(1.0, expected)
+    assert "l2" not in VAEObjective(vae, VAELossConfig()).generator_step(video, 0).logs
+    assert VAELossConfig(l1=0.0, l2=1.0).l2 == 1.0  # MSE alone is a reconstruction term
 
 
 def test_adaptive_gan_weight_is_the_gradient_norm_ratio():
@@ -401,6 +415,8 @@ def test_loss_config_checks():
         VAELossConfig(kl=-1.0)
     with pytest.raises(InputError, match="reconstruction term"):
         VAELossConfig(l1=0.0)
+    with pytest.raises(InputError, match="l2"):
+        VAELossConfig(l2=-1.0)
     with pytest.raises(InputError, match="gan_start_step"):
         VAELossConfig(gan_start_step=-1)
 

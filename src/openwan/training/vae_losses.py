@@ -23,11 +23,21 @@ log = logging.getLogger(__name__)
 LOGVAR_RANGE = (-30.0, 20.0)  # keeps exp(logvar) finite in fp32 (the latent-diffusion autoencoders' bounds)
 
 
-def l1_loss(recon: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error over all elements."""
+def _check_pair(recon: Tensor, target: Tensor) -> None:
     if recon.shape != target.shape:
         raise InputError(f"reconstruction {tuple(recon.shape)} and target {tuple(target.shape)} differ in shape")
+
+
+def l1_loss(recon: Tensor, target: Tensor) -> Tensor:
+    """Mean absolute error over all elements."""
+    _check_pair(recon, target)
     return (recon - target.to(recon.dtype)).abs().mean()
+
+
+def mse_loss(recon: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over all elements."""
+    _check_pair(recon, target)
+    return (recon - target.to(recon.dtype)).square().mean()
 
 
 def kl_loss(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -1,6 +1,6 @@
 """The Wan-VAE training objective: what one generator step and one discriminator step compute.
 
-Generator (the VAE): l1 * L1 + perceptual * LPIPS + kl * KL, plus, once ``step >= gan_start_step``,
+Generator (the VAE): l1 * L1 + l2 * MSE + perceptual * LPIPS + kl * KL, plus, once ``step >= gan_start_step``,
 gan * w * hinge_g with w the adaptive weight (or 1). Discriminator: the hinge loss on real clips
 against the (detached) reconstructions. The training loop owns optimizers, schedules and
 checkpoints; it calls, per step::
@@ -30,7 +30,8 @@ from ..errors import InputError
 from ..models.discriminator import PatchDiscriminator3D
 from ..models.image_vae import ImageVAE
 from ..models.vae import WanVAE
-from .vae_losses import PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, kl_loss, l1_loss
+from .vae_losses import (PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, kl_loss, l1_loss,
+                         mse_loss)
 
 
 @dataclass
@@ -38,6 +39,8 @@ class VAELossConfig:
     """Loss weights and GAN settings of VAE training (the ``[vae.loss]`` table of a training config)."""
 
     l1: float = 1.0
+    l2: float = 0.0  # mean squared error: its gradient grows with the error, so small objects the VAE
+    # smears (few pixels, large errors) weigh more than under L1; it is also what PSNR measures
     kl: float = 1e-6  # KL is summed over latent elements, averaged over the batch (see vae_losses.kl_loss)
     perceptual: float = 0.0  # LPIPS-VGG; > 0 needs weights (perceptual_weights or the default places)
     perceptual_weights: str | None = None  # file or folder, see PerceptualLoss.from_pretrained
@@ -49,12 +52,12 @@ class VAELossConfig:
     sample_posterior: bool = True  # decode z ~ N(mu, exp(logvar)) (True) or mu
 
     def __post_init__(self) -> None:
-        for name in ("l1", "kl", "perceptual", "gan"):
+        for name in ("l1", "l2", "kl", "perceptual", "gan"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise InputError(f"VAE loss weight {name} must be a number >= 0, got {value!r}")
-        if self.l1 == 0 and self.perceptual == 0:
-            raise InputError("VAE loss needs a reconstruction term: l1 or perceptual must be > 0")
+        if self.l1 == 0 and self.l2 == 0 and self.perceptual == 0:
+            raise InputError("VAE loss needs a reconstruction term: l1, l2 or perceptual must be > 0")
         if self.gan_start_step < 0:
             raise InputError(f"VAE loss gan_start_step must be >= 0, got {self.gan_start_step}")
         if self.gan > 0 and (self.disc_base < 1 or self.disc_layers < 1):
@@ -105,6 +108,10 @@ class VAEObjective(nn.Module):
         l1 = l1_loss(recon, video)
         rec = cfg.l1 * l1  # the reconstruction terms, which the adaptive GAN weight balances against
         logs = {"l1": l1.item()}
+        if cfg.l2 > 0:
+            l2 = mse_loss(recon, video)
+            rec = rec + cfg.l2 * l2
+            logs["l2"] = l2.item()
         if self.perceptual is not None:
             perceptual = self.perceptual(recon, video)
             rec = rec + cfg.perceptual * perceptual
