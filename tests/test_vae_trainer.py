@@ -46,7 +46,7 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
 
     train_m = _clips(tmp_path / "train", [((220, 30, 30), 1, 0), ((30, 200, 30), 0, 1), ((30, 30, 220), 1, 1),
                                          ((220, 220, 30), -1, 0), ((200, 30, 200), 0, -1), ((30, 200, 200), 1, -1)])
-    held = _clips(tmp_path / "held", [((240, 120, 30), 1, 1), ((120, 30, 240), -1, 1)])
+    _clips(tmp_path / "held", [((240, 120, 30), 1, 1), ((120, 30, 240), -1, 1)])
     cfg_path = tmp_path / "vae.toml"
     cfg_path.write_text(textwrap.dedent(f"""
         [run]
