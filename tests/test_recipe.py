@@ -52,6 +52,9 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     tok = pipe.text_encoder.tokenizer
     for row in heldout_prompts(SynthWorldConfig()):
         assert tok.unk_token_id not in tok(row["prompt"]).input_ids, row["prompt"]
+    # Chinese attribute words are pieces of their own, not merged into "一个红色的圆"-style phrases
+    pieces = tok.convert_ids_to_tokens(tok("一个小的绿色正方形向左移动").input_ids)
+    assert {"小的", "绿色", "正方形"} <= set(pieces), pieces
     result = pipe.generate("一个红色的圆落下并弹起", seed=1, progress=False)
     m = result.metadata
     assert result.frames.shape == (17, 64, 64, 3)

@@ -52,9 +52,10 @@ CORPUS = [
 
 
 def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 512, corpus: list[str] | None = None,
-                         pieces: int = SPM_PIECES) -> Path:
+                         pieces: int = SPM_PIECES, symbols: list[str] | None = None) -> Path:
     """Train a unigram SentencePiece model with ``pieces`` pieces on ``corpus`` (default CORPUS) and save
-    it as a T5 tokenizer folder.
+    it as a T5 tokenizer folder. ``symbols`` are always single pieces: without them, unsegmented Chinese
+    lets whole phrases ("一个红色的圆") become one piece, and attribute words never become tokens.
 
     ``len(AutoTokenizer.from_pretrained(out_dir))`` equals ``vocab_size``, so a model with that many
     embeddings covers every id. Deterministic (single-threaded training) and about a second.
@@ -75,6 +76,7 @@ def build_tiny_tokenizer(out_dir: Path, vocab_size: int = 512, corpus: list[str]
         unk_id=2,
         bos_id=-1,  # T5 has no BOS
         character_coverage=1.0,  # keep every CJK character of the corpus
+        user_defined_symbols=list(symbols or []),
         num_threads=1,
         minloglevel=2,
     )

@@ -46,7 +46,7 @@ class RecipeData:
 
 @dataclass
 class RecipeTokenizer:
-    pieces: int = 320  # learned SentencePiece pieces
+    pieces: int = 160  # SentencePiece pieces; with the attribute words fixed the corpus supports < 180
     vocab_size: int = 384  # pieces + T5 sentinels: the text encoder's embedding rows
 
 
@@ -148,15 +148,18 @@ def build_scaffold(recipe: Recipe, out: Path) -> Path:
     from ..checkpoint.convert import save_official
     from ..checkpoint.random_init import TINY_DIT, TINY_VAE, build_random_models
     from ..checkpoint.tiny_tokenizer import build_tiny_tokenizer
-    from ..data.synth_captions import caption_corpus
+    from ..data.synth_captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_corpus
     from ..data.synth_world import COLOURS, SHAPES
 
     te = recipe.text_encoder
     t5 = dict(d_model=te.d_model, d_ff=te.d_ff, num_heads=te.num_heads, d_kv=te.d_kv, num_layers=te.num_layers)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = caption_corpus(shapes=SHAPES, colours=tuple(COLOURS))
+        # Chinese attribute words as fixed pieces, so colour and shape stay separate tokens
+        words = ({SHAPE_WORDS[s]["zh"] for s in SHAPES} | {COLOUR_WORDS[c]["zh"] for c in COLOURS}
+                 | {w["zh"] for w in SIZE_WORDS.values()})
         tok = build_tiny_tokenizer(Path(tmp) / "tokenizer", vocab_size=recipe.tokenizer.vocab_size,
-                                   corpus=corpus, pieces=recipe.tokenizer.pieces)
+                                   corpus=corpus, pieces=recipe.tokenizer.pieces, symbols=sorted(words))
         dit, vae, t5_sd = build_random_models(TINY_DIT, TINY_VAE, t5, vocab_size=recipe.tokenizer.vocab_size,
                                               seed=te.seed, t5_std=te.init_std)
         return save_official(out, dit=dit.state_dict(), dit_config=dit.config, vae=vae.state_dict(), t5=t5_sd,
