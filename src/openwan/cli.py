@@ -27,14 +27,12 @@ EPILOG = """examples:
 
 
 def _size(text: str) -> tuple[int, int]:
-    for sep in ("x", "*", "X"):
-        if sep in text:
-            w, h = text.split(sep, 1)
-            try:
-                return int(w), int(h)
-            except ValueError:
-                break
-    raise argparse.ArgumentTypeError(f"size must look like WIDTHxHEIGHT (e.g. 832x480), got {text!r}")
+    from .validation import parse_size
+
+    try:
+        return parse_size(text)
+    except OpenWanError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _lora(text: str) -> tuple[str, float]:

@@ -127,6 +127,11 @@ class SampleDefaults:
         size = tuple(d.get("size", cls.size))
         return cls(size=size, supported_sizes=(size,), **kw)
 
+    def to_file_dict(self) -> dict[str, Any]:
+        """The ``sample_config.json`` form that ``from_file_dict`` reads."""
+        return {"size": list(self.size), "frames": self.frames, "steps": self.steps, "shift": self.shift,
+                "guidance": self.guidance, "negative_prompt": self.negative_prompt}
+
 
 @dataclass(frozen=True)
 class Variant:

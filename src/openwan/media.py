@@ -1,4 +1,5 @@
-"""Writing generated media: H.264 MP4 (PyAV) and PNG, atomically, with generation metadata.
+"""Writing generated media: H.264 MP4 (PyAV) and PNG, atomically, with generation metadata; and the
+conversion between uint8 frames and the [-1, 1] tensors the VAE reads and writes.
 
 A result file is written to a temporary name in the destination folder and renamed into place, so a
 crash never leaves a half-written video under the requested name. Prompt, seed and settings go into the
@@ -11,12 +12,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .checkpoint.io import atomic_write, write_text_atomic
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 VIDEO_SUFFIXES = (".mp4",)
 IMAGE_SUFFIXES = (".png",)
@@ -45,6 +49,20 @@ def check_writable(path: str | os.PathLike, *, frames: int) -> Path:
     if p.exists() and not os.access(p, os.W_OK):
         raise InputError(f"cannot write output {p}: the existing file is read-only (checked before generating)")
     return p
+
+
+def frames_to_tensor(frames: np.ndarray) -> "torch.Tensor":
+    """uint8 frames [T, H, W, 3] -> float32 video [3, T, H, W] in [-1, 1] (the VAE's input range)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).contiguous().float().div_(127.5).sub_(1.0)
+
+
+def tensor_to_frames(video: "torch.Tensor") -> np.ndarray:
+    """Video [3, T, H, W] in [-1, 1] (any dtype/device) -> uint8 frames [T, H, W, 3], clamped and rounded."""
+    import torch
+
+    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 16,

@@ -13,6 +13,25 @@ log = logging.getLogger(__name__)
 SIZE_MULTIPLE = VAE_STRIDE[1] * PATCH_SIZE[1]  # 16: VAE 8x spatial compression x DiT 2x2 patches
 
 
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` if it is an int (not a bool) >= ``minimum``; otherwise an InputError naming ``name``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def parse_size(text: str, example: str = "832x480") -> tuple[int, int]:
+    """"WIDTHxHEIGHT" (also "W*H") -> (width, height); an InputError shows ``example``."""
+    for sep in ("x", "*", "X"):
+        if sep in text:
+            w, h = text.split(sep, 1)
+            try:
+                return int(w), int(h)
+            except ValueError:
+                break
+    raise InputError(f"size must look like WIDTHxHEIGHT (e.g. {example}), got {text!r}")
+
+
 def check_size(width: int, height: int) -> None:
     for name, value in (("width", width), ("height", height)):
         if value <= 0:

@@ -36,6 +36,8 @@ import numpy as np
 
 from ..checkpoint.io import atomic_write, write_text_atomic
 from ..errors import InputError
+from ..media import frames_to_tensor, tensor_to_frames
+from ..validation import check_int
 from .result import MetricResult
 from .shapes import SHAPES, Palette, ShapesAnalysis
 from .suites.shapes import (
@@ -215,12 +217,6 @@ def _score(frames: np.ndarray, prompt: ShapesPrompt, **kw: Any) -> VideoScore:
 # ----------------------------------------------------------------------------------------- checks
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def _check_guidance(name: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -303,10 +299,9 @@ def vae_reconstruction(vae, *, width: int, height: int, frames: int, clips: int,
     for i in tqdm(range(clips), desc="shapes vae", unit="clip", disable=not progress or clips == 0):
         spec = sample_spec(config, i, "heldout")
         video, _ = render_clip(spec)
-        x = torch.from_numpy(video).permute(3, 0, 1, 2)[None].float().div(127.5).sub(1.0)
         with torch.no_grad():
-            rec = vae.decode(vae.encode(x.to(param.device, param.dtype)))
-        rec_u8 = ((rec[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
+            rec = vae.decode(vae.encode(frames_to_tensor(video)[None].to(param.device, param.dtype)))
+        rec_u8 = tensor_to_frames(rec[0])
         out.append({"index": i, "shape": spec.shape, "colour": spec.colour, "motion": spec.motion,
                     "background": spec.background, "seed": spec.seed, "psnr_db": psnr_uint8(video, rec_u8)})
     return VAEReconstruction(out, width, height, frames)
@@ -329,13 +324,13 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
 
     if out is None:
         raise InputError("run_shapes_bench needs out= (a folder for the videos and reports)")
-    _check_int("samples", samples, 1)
-    _check_int("seed", seed, 0)
-    _check_int("vae_clips", vae_clips, 0)
+    check_int("samples", samples, 1)
+    check_int("seed", seed, 0)
+    check_int("vae_clips", vae_clips, 0)
     if max_prompts is not None:
-        _check_int("max_prompts", max_prompts, 1)
+        check_int("max_prompts", max_prompts, 1)
     if steps is not None:
-        _check_int("steps", steps, 1)
+        check_int("steps", steps, 1)
     guidance = _check_guidance("guidance", guidance)
     baseline_guidance = _check_guidance("baseline guidance", baseline_guidance)
     prompts = shapes_prompts(languages=languages)[:max_prompts]

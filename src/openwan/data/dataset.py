@@ -44,6 +44,7 @@ from torch.utils.data import Dataset, Sampler
 
 from ..checkpoint.io import write_text_atomic
 from ..errors import InputError
+from ..media import frames_to_tensor
 from .buckets import Bucket, assign_bucket
 from .decode import (
     MediaError,
@@ -268,8 +269,7 @@ class ClipDataset(Dataset):
             reason = MISSING if not e.path.exists() else DECODE_FAILED
             self.skips.record(path, reason, str(err))
             return Skipped(i, path, reason, str(err), sampler_state=state)
-        # uint8 [F, H, W, 3] -> float32 [3, F, H, W] in [-1, 1]
-        video = torch.from_numpy(frames).permute(3, 0, 1, 2).contiguous().float().div_(127.5).sub_(1.0)
+        video = frames_to_tensor(frames)  # float32 [3, F, H, W] in [-1, 1]
         return Sample(video=video, caption=e.caption, index=i, bucket=bucket, path=path, sampler_state=state)
 
     def _info(self, e: ManifestEntry, cache: _ProbeCache | None) -> MediaInfo | None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..validation import check_int, parse_size
 from .synth_captions import LANGUAGES, MOTIONS, SHAPE_WORDS, render_caption
 
 SHAPES = tuple(SHAPE_WORDS)
@@ -67,11 +68,6 @@ _FLOOR_FRACTION = 0.9  # floor line at this fraction of the height
 _TEXTURE_STD = 4.0
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class SynthWorldConfig:
     """What to generate. ``held_out=None`` uses DEFAULT_HELD_OUT restricted to the chosen vocabulary."""
@@ -94,17 +90,17 @@ class SynthWorldConfig:
     def __post_init__(self) -> None:
         for name in ("shapes", "colours", "sizes", "backgrounds", "motions", "languages"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
-        _check_int("width", self.width, 32)
-        _check_int("height", self.height, 32)
+        check_int("width", self.width, 32)
+        check_int("height", self.height, 32)
         if self.width % 16 or self.height % 16:
             raise InputError(f"synth-world size must be a multiple of 16 (Wan's VAE stride x patch), "
                              f"got {self.width}x{self.height}; try 64x64")
-        _check_int("frames", self.frames, 5)
+        check_int("frames", self.frames, 5)
         if (self.frames - 1) % 4:
             raise InputError(f"frames must be 4n+1 (Wan's temporal VAE stride), got {self.frames}; try 17")
-        _check_int("fps", self.fps, 1)
-        _check_int("num_clips", self.num_clips, 1)
-        _check_int("supersample", self.supersample, 1)
+        check_int("fps", self.fps, 1)
+        check_int("num_clips", self.num_clips, 1)
+        check_int("supersample", self.supersample, 1)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name, allowed in (("shapes", SHAPES), ("colours", tuple(COLOURS)), ("sizes", SIZES),
@@ -600,10 +596,9 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like WIDTHxHEIGHT (e.g. 64x64), got {text!r}") from None
-    return w, h
+        return parse_size(text, example="64x64")
+    except InputError as e:
+        raise argparse.ArgumentTypeError(f"--{e}") from None
 
 
 def add_synth_world_parser(subparsers) -> argparse.ArgumentParser:

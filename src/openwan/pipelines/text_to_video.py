@@ -22,7 +22,7 @@ from torch import nn
 from .. import __version__
 from ..configs import DEFAULT_NEGATIVE_PROMPT, SAMPLE_FPS, SampleDefaults, Variant
 from ..errors import InputError
-from ..media import check_writable, write_image, write_sidecar, write_video
+from ..media import check_writable, tensor_to_frames, write_image, write_sidecar, write_video
 from ..sampling import make_solver
 from ..validation import check_finite, check_frames, check_size, latent_shape, warn_unsupported_size
 
@@ -186,9 +186,7 @@ class WanPipeline:
         with self._on("vae", self.device) as vae:
             video = vae.decode(latents.to(next(vae.parameters()).dtype))
         check_finite(video, "decoded video", self.dtype)
-        # [1, 3, T, H, W] in [-1, 1] -> uint8 [T, H, W, 3]
-        frames_u8 = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        frames_np = frames_u8.permute(1, 2, 3, 0).cpu().numpy()
+        frames_np = tensor_to_frames(video[0])  # uint8 [T, H, W, 3]
 
         meta = {
             "prompt": prompt,

@@ -22,17 +22,20 @@ import json
 import os
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomllib
 import torch
 
-from ..errors import InputError
+from ..configs import SampleDefaults
+from ..errors import InputError, OpenWanError
+from ..pipelines.loading import (
+    SAMPLE_CONFIG,  # sampling defaults of a custom checkpoint
+)
+from ..validation import parse_size
 from .config import _build, apply_override
-
-from ..pipelines.loading import SAMPLE_CONFIG  # sampling defaults of a custom checkpoint
 
 
 @dataclass
@@ -62,18 +65,6 @@ class RecipeTextEncoder:
 
 
 @dataclass
-class RecipeSample:
-    """Written to the model's sample_config.json: what ``openwan generate`` uses by default."""
-
-    size: str = "64x64"
-    frames: int = 17
-    steps: int = 30
-    shift: float = 3.0
-    guidance: float = 4.0
-    negative_prompt: str = ""  # the model was trained with "" as its unconditional prompt
-
-
-@dataclass
 class Recipe:
     output_dir: str = "runs/recipe"  # relative to the recipe file
     vae: str = "vae.toml"  # training configs, relative to the recipe file
@@ -82,7 +73,8 @@ class Recipe:
     data: RecipeData = field(default_factory=RecipeData)
     tokenizer: RecipeTokenizer = field(default_factory=RecipeTokenizer)
     text_encoder: RecipeTextEncoder = field(default_factory=RecipeTextEncoder)
-    sample: RecipeSample = field(default_factory=RecipeSample)
+    # the model's sample_config.json (what `openwan generate` uses by default), in that file's format
+    sample: dict[str, Any] = field(default_factory=dict)
     vae_overrides: list[str] = field(default_factory=list)  # --set items for the VAE config
     dit_overrides: list[str] = field(default_factory=list)
     source: str = ""
@@ -105,19 +97,26 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     for name in ("output_dir", "vae", "dit"):
         value = Path(getattr(recipe, name))
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
-    _parse_size(recipe.data.size, "data.size")
-    _parse_size(recipe.sample.size, "sample.size")
+    _data_size(recipe)
+    sample_defaults(recipe)
     if recipe.tokenizer.vocab_size < recipe.tokenizer.pieces:
         raise InputError(f"{path}: tokenizer.vocab_size must be >= tokenizer.pieces")
     return recipe
 
 
-def _parse_size(text: str, where: str) -> tuple[int, int]:
+def _data_size(recipe: Recipe) -> tuple[int, int]:
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise InputError(f"{where} must look like WIDTHxHEIGHT (e.g. 64x64), got {text!r}") from None
-    return w, h
+        return parse_size(recipe.data.size, example="64x64")
+    except InputError as e:
+        raise InputError(f"{recipe.source}: data.size: {e}") from None
+
+
+def sample_defaults(recipe: Recipe) -> SampleDefaults:
+    """The recipe's [sample] table, checked as the sample_config.json it becomes."""
+    try:
+        return SampleDefaults.from_file_dict(recipe.sample, f"{recipe.source}: [sample]")
+    except (OpenWanError, TypeError) as e:
+        raise InputError(f"{recipe.source}: [sample]: {e}") from None
 
 
 def _log(msg: str) -> None:
@@ -127,7 +126,7 @@ def _log(msg: str) -> None:
 def _world_config(recipe: Recipe):
     from ..data.synth_world import SynthWorldConfig
 
-    w, h = _parse_size(recipe.data.size, "data.size")
+    w, h = _data_size(recipe)
     return SynthWorldConfig(width=w, height=h, frames=recipe.data.frames, fps=recipe.data.fps,
                             num_clips=recipe.data.clips, seed=recipe.data.seed)
 
@@ -148,7 +147,12 @@ def build_scaffold(recipe: Recipe, out: Path) -> Path:
     from ..checkpoint.convert import save_official
     from ..checkpoint.random_init import TINY_DIT, TINY_VAE, build_random_models
     from ..checkpoint.tiny_tokenizer import build_tiny_tokenizer
-    from ..data.synth_captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_corpus
+    from ..data.synth_captions import (
+        COLOUR_WORDS,
+        SHAPE_WORDS,
+        SIZE_WORDS,
+        caption_corpus,
+    )
     from ..data.synth_world import COLOURS, SHAPES
 
     te = recipe.text_encoder
@@ -184,7 +188,7 @@ def _train(config: str, overrides: list[str], *, output_dir: Path, base: Path, m
 def latent_statistics(vae, manifest: Path, clips: int, frames: int) -> tuple[list[float], list[float]]:
     """Per-channel mean and std of the VAE posterior means over the first ``clips`` clips of ``manifest``."""
     from ..data.manifest import read_manifest
-    from ..media import read_video
+    from ..media import frames_to_tensor, read_video
 
     entries = read_manifest(manifest)[:clips]
     if not entries:
@@ -192,8 +196,7 @@ def latent_statistics(vae, manifest: Path, clips: int, frames: int) -> tuple[lis
     total = sq = None
     count = 0
     for e in entries:
-        video = torch.from_numpy(read_video(e.path)[0][:frames]).float().div(127.5).sub(1)
-        mu, _ = vae.encode_distribution(video.permute(3, 0, 1, 2)[None])
+        mu, _ = vae.encode_distribution(frames_to_tensor(read_video(e.path)[0][:frames])[None])
         flat = mu.double().transpose(0, 1).reshape(mu.shape[1], -1)  # [z, n]
         total = flat.sum(1) if total is None else total + flat.sum(1)
         sq = (flat ** 2).sum(1) if sq is None else sq + (flat ** 2).sum(1)
@@ -221,14 +224,11 @@ def build_latent_stats(recipe: Recipe, vae_model: Path, manifest: Path, out: Pat
     return out
 
 
-def write_sample_config(model_dir: Path, sample: RecipeSample) -> Path:
+def write_sample_config(model_dir: Path, sample: SampleDefaults) -> Path:
     from ..checkpoint.io import write_text_atomic
 
-    w, h = _parse_size(sample.size, "sample.size")
-    d = {"size": [w, h], "frames": sample.frames, "steps": sample.steps, "shift": sample.shift,
-         "guidance": sample.guidance, "negative_prompt": sample.negative_prompt}
     path = model_dir / SAMPLE_CONFIG
-    write_text_atomic(path, json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(path, json.dumps(sample.to_file_dict(), indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -259,7 +259,7 @@ def run_recipe(recipe: Recipe) -> Path:
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(dit_model, tmp)
-    write_sample_config(tmp, recipe.sample)
+    write_sample_config(tmp, sample_defaults(recipe))
     shutil.rmtree(model, ignore_errors=True)
     tmp.rename(model)
     _log(f"done in {(time.time() - started) / 60:.1f} min: {model}")
