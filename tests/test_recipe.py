@@ -71,6 +71,27 @@ def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
     assert "vae training" not in log and "dit training" not in log
 
 
+def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
+    """Replacing the tokenizer/text encoder keeps the trained VAE: the latents step takes text from the
+    scaffold, so the final model carries the new tokenizer with the old VAE."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(recipe_run, run)
+    for step in ("scaffold", "latents", "dit", "model"):
+        shutil.rmtree(run / step)
+    vae_file = run / "vae" / "final" / "Wan2.1_VAE.pth"
+    before = vae_file.stat().st_mtime_ns
+    assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(run))}", "--set", "tokenizer.pieces=140",
+                 *SHORT]) == 0
+    assert vae_file.stat().st_mtime_ns == before
+    tokenizer = "google/umt5-xxl/tokenizer.json"
+    assert (run / "model" / tokenizer).read_bytes() == (run / "scaffold" / tokenizer).read_bytes()
+    assert (run / "model" / tokenizer).read_bytes() != (recipe_run / "model" / tokenizer).read_bytes()
+    new_vae, old_vae = (torch.load(f, weights_only=True) for f in (run / "model" / "Wan2.1_VAE.pth", vae_file))
+    assert new_vae.keys() == old_vae.keys() and all(torch.equal(new_vae[k], old_vae[k]) for k in old_vae)
+
+
 def test_recipe_errors_name_the_key(tmp_path):
     from openwan.training.recipe import load_recipe
 

@@ -206,20 +206,24 @@ def latent_statistics(vae, manifest: Path, clips: int, frames: int) -> tuple[lis
     return [round(float(v), 5) for v in mean], [round(float(v), 5) for v in std]
 
 
-def build_latent_stats(recipe: Recipe, vae_model: Path, manifest: Path, out: Path) -> Path:
+def build_latent_stats(recipe: Recipe, vae_model: Path, scaffold: Path, manifest: Path, out: Path) -> Path:
+    """The DiT's base: the trained VAE with per-channel latent mean/std, plus the scaffold's text encoder.
+
+    The text side comes from the scaffold, not from the VAE run's copy of it, so a new tokenizer or text
+    encoder only reruns this step and the DiT (the VAE never reads text)."""
     from ..checkpoint.convert import read_official_components, save_official
     from ..checkpoint.layout import find_checkpoint
     from ..checkpoint.loader import load_vae
 
-    files = find_checkpoint(vae_model)
+    files, text_files = find_checkpoint(vae_model), find_checkpoint(scaffold)
     vae = load_vae(files.vae, config_path=files.vae_config, dtype=torch.float32).eval()
     mean, std = latent_statistics(vae, manifest, recipe.stats_clips, recipe.data.frames)
-    parts = read_official_components(files)
+    parts, text = read_official_components(files), read_official_components(text_files)
     vae_config = dataclasses.replace(parts["vae_config"], latents_mean=tuple(mean), latents_std=tuple(std))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"], t5=parts["t5"],
-                  tokenizer=files.tokenizer, vae_config=vae_config)
+    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"], t5=text["t5"],
+                  tokenizer=text_files.tokenizer, vae_config=vae_config)
     tmp.rename(out)
     return out
 
@@ -250,7 +254,7 @@ def run_recipe(recipe: Recipe) -> Path:
     base = out / "latents"
     if not base.is_dir():
         _log(f"latent statistics over {recipe.stats_clips} clips -> {base}")
-        build_latent_stats(recipe, vae_model, manifest, base)
+        build_latent_stats(recipe, vae_model, scaffold, manifest, base)
     dit_model = out / "dit" / "final"
     if not (dit_model / "config.json").is_file():
         _log("dit training")
