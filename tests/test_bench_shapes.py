@@ -295,7 +295,7 @@ def test_bad_input(tmp_path, capsys) -> None:
 
 
 def test_cjk_font_check_and_label_fallback() -> None:
-    from openwan.bench.shapes_bench import _is_cjk_font, _label
+    from openwan.bench.shapes_grid import _is_cjk_font, _label
 
     dejavu = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
     if dejavu.is_file():  # Latin-only: its "tofu" boxes for two Chinese characters are identical
