@@ -34,11 +34,12 @@ def test_generate_without_model_uses_the_bundled_model(tmp_path):
     ("a red circle moves to the right", "red"),
     ("a blue square moves to the left", "blue"),
     ("a yellow circle moves down", "yellow"),
+    ("一个红色的圆向右移动", "red"),
 ])
 def test_the_bundled_model_draws_the_colour_it_is_asked_for(prompt, colour):
     """Trained behaviour, read off the pixels by the shapes checker (seeded CPU noise: deterministic).
-    Only colour on English prompts is asserted: shape, motion and Chinese prompts are below target in the
-    shipped weights (see the model card and `openwan bench shapes`)."""
+    Only colour is asserted, on seen combinations: shape and motion are below target in the shipped
+    weights, and Chinese colour is right in 62.5 % of held-out samples (model card, `openwan bench shapes`)."""
     import openwan
     from openwan.bench.shapes import analyse
 
