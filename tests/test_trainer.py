@@ -134,6 +134,30 @@ def test_overfit_two_clips_loss_drops_10x_and_samples_match_the_training_clips(t
         assert _psnr(out.frames, decoded) >= 25 and _psnr(out.frames, clip) >= 25
 
 
+def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_official, two_clips):
+    """Cached latents are tied to the VAE, text encoder and clips they came from (cache/<name>/source.json):
+    re-running an output_dir with another base model or another manifest stops before training instead of
+    silently training on stale latents; the same inputs reuse the cache (resume)."""
+    from openwan.checkpoint.random_init import write_random_checkpoint
+    from openwan.training import train
+
+    cfg = write_config(tmp_path, tiny_official, two_clips, steps=1)
+    train(load_config(cfg))
+    source = tmp_path / "run" / "cache" / "clips" / "source.json"
+    assert {"vae", "latent_statistics", "text_encoder", "tokenizer", "clips", "fps"} <= json.loads(source.read_text()).keys()
+    train(load_config(cfg, ["stages.0.steps=2"]))  # same inputs: the cache is reused
+    other_base = write_random_checkpoint(tmp_path / "other", layout="official", seed=1)
+    with pytest.raises(InputError, match=r"cache.*clips was encoded from a different text_encoder, vae"):
+        train(load_config(cfg, [f"model.base={json.dumps(str(other_base))}", "stages.0.steps=3"]))
+    other_clips = write_clips(tmp_path / "clips2", {"a green square moves up": moving_square((30, 220, 30), 0, -2)})
+    with pytest.raises(InputError, match="different clips"):
+        train(load_config(cfg, [f"datasets.0.manifest={json.dumps(str(other_clips))}", "stages.0.steps=3",
+                                "stages.0.batch_size=1"]))
+    source.unlink()  # a cache without source.json (older openwan): unknown origin
+    with pytest.raises(InputError, match="no source.json"):
+        train(load_config(cfg, ["stages.0.steps=3"]))
+
+
 RESUME_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from openwan.training import load_config, train

@@ -7,24 +7,52 @@ small safetensors files. The cached clip of a video is the one its first epoch w
 (clip start and frame sampling are deterministic), so a cached run differs from an uncached one only
 in not re-drawing clip starts each epoch.
 
-Layout: ``<root>/latents/<bucket>/<index>.safetensors`` ({"latents": [16, F', H', W']}, normalised) and
-``<root>/text/<sha1(caption)>.safetensors`` ({"context": [tokens, d]}, trimmed to the prompt length).
+Layout: ``<root>/latents/<bucket>/<index>.safetensors`` ({"latents": [16, F', H', W']}, normalised),
+``<root>/text/<sha1(caption)>.safetensors`` ({"context": [tokens, d]}, trimmed to the prompt length) and
+``<root>/source.json``: what the cache was encoded from (VAE + latent statistics, text encoder, tokenizer,
+the clips, fps). A run whose inputs differ stops with an error instead of training on stale latents.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from ..checkpoint.io import atomic_write
+from ..checkpoint.io import atomic_write, write_text_atomic
 from ..data.buckets import Bucket
 from ..data.dataset import ClipDataset, Sample, Skipped
+from ..data.manifest import ManifestEntry
+from ..errors import InputError
+
+SOURCE_FILE = "source.json"
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """A cheap identity of frozen weights: every name, shape and dtype plus a strided sample of <= 4096
+    values per tensor (training changes all of them; hashing a 10 GB encoder in full would not be cheap)."""
+    h = hashlib.sha1()
+    for name, t in tensors.items():
+        flat = t.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 4096)][:4096].float().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(sample.numpy().tobytes())
+    return h.hexdigest()
+
+
+def clips_fingerprint(entries: Sequence[ManifestEntry]) -> str:
+    """Identity of a dataset's clip list (cache files are named by position in it)."""
+    h = hashlib.sha1()
+    for e in entries:
+        h.update(f"{e.path}\t{e.caption}\n".encode())
+    return h.hexdigest()
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -55,6 +83,29 @@ class LatentCache:
 
     def put_text(self, caption: str, context: torch.Tensor) -> None:
         _save({"context": context}, self.text_path(caption))
+
+    def claim(self, source: dict[str, Any], *, write: bool = True) -> None:
+        """Tie the cache to what it is encoded from. A cache made from other inputs (or by an openwan
+        without ``source.json``) is an error naming what differs: its latents would silently train the
+        DiT on the wrong data."""
+        path = self.root / SOURCE_FILE
+        source = json.loads(json.dumps(source))  # as it reads back (tuples -> lists)
+        if path.is_file():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, ValueError) as e:
+                raise InputError(f"latent cache {self.root}: unreadable {SOURCE_FILE} ({e}); delete the folder "
+                                 "to re-encode") from e
+            diff = sorted(k for k in set(old) | set(source) if old.get(k) != source.get(k))
+            if diff:
+                raise InputError(f"latent cache {self.root} was encoded from a different {', '.join(diff)} than "
+                                 f"this run uses ({path}); delete the folder to re-encode, or use another "
+                                 "run.output_dir")
+        elif any(self.root.glob("latents/*/*.safetensors")) or any(self.root.glob("text/*.safetensors")):
+            raise InputError(f"latent cache {self.root} has no {SOURCE_FILE}, so what it was encoded from is "
+                             "unknown; delete the folder to re-encode")
+        elif write:
+            write_text_atomic(path, json.dumps(source, indent=2) + "\n")
 
 
 def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callable[[torch.Tensor], torch.Tensor],

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import json
 import logging
 import time
@@ -36,7 +38,7 @@ from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import TrainConfig
 from .data_mixture import StageData, rng_for
 from .flow_matching import flow_matching_loss, model_timesteps, noisy_latents, sample_sigmas
-from .latent_cache import LatentCache, fill_cache
+from .latent_cache import LatentCache, clips_fingerprint, fill_cache, tensors_fingerprint
 from .logger import MetricsLogger
 from .optim import EMA, build_optimizer, set_lr, stage_lr
 
@@ -364,11 +366,28 @@ class DiTTrainer(Trainer):
         width = max(e.shape[0] for e in embs)
         return torch.stack([torch.nn.functional.pad(e, (0, 0, 0, width - e.shape[0])) for e in embs]).to(self.device)
 
+    @functools.cached_property
+    def encoders_fingerprint(self) -> dict[str, Any]:
+        """What cached latents and text embeddings depend on besides the clips (see LatentCache.claim)."""
+        tok = self.text_encoder.tokenizer
+        vocab = json.dumps(sorted(tok.get_vocab().items()), ensure_ascii=False).encode()
+        return {"vae": tensors_fingerprint(self.vae.state_dict()),
+                "latent_statistics": [list(self.vae.config.latents_mean), list(self.vae.config.latents_std)],
+                "text_encoder": tensors_fingerprint(self.text_encoder.state_dict()),
+                "tokenizer": hashlib.sha1(vocab).hexdigest()}
+
     def prepare_caches(self, data: StageData) -> None:
         """Encode the cached datasets of a stage before it starts (each rank a share, then all wait)."""
         for src in data.sources:
             if src.cache is None:
                 continue
+            source = {**self.encoders_fingerprint, "clips": clips_fingerprint(src.dataset.entries),
+                      "fps": src.dataset.fps}
+            if self.is_main:
+                src.cache.claim(source)
+            if self.env.world_size > 1:
+                dist.barrier()
+                src.cache.claim(source, write=False)
             n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
                            rank=self.env.rank, world_size=self.env.world_size,
                            progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}")
