@@ -102,7 +102,7 @@ def test_overfit_two_clips_loss_drops_10x_and_samples_match_the_training_clips(t
     the clip's training latents decoded to pixels (the DiT's own error) and against the rendered clip
     (which adds the VAE's reconstruction error). The tiny VAE + text encoder are the bundled
     shapes-world model's (VAE dim 16): a trained decoder is needed, since a random one maps latent
-    error to pixels so unevenly that pixel PSNR says little (~15 dB after the same training)."""
+    error to pixels so unevenly that pixel PSNR says little (~15 dB for 5-frame clips of flat squares)."""
     from safetensors.torch import load_file
 
     from openwan import load_pipeline
