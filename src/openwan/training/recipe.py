@@ -22,18 +22,16 @@ import json
 import os
 import shutil
 import time
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import torch
 
 from ..configs import SampleDefaults
 from ..errors import InputError, OpenWanError
-from ..pipelines.loading import (
-    SAMPLE_CONFIG,  # sampling defaults of a custom checkpoint
-)
+from ..pipelines.loading import SAMPLE_CONFIG  # sampling defaults of a custom checkpoint
 from ..validation import parse_size
 from .config import _build, apply_override
 
@@ -147,12 +145,7 @@ def build_scaffold(recipe: Recipe, out: Path) -> Path:
     from ..checkpoint.convert import save_official
     from ..checkpoint.random_init import TINY_DIT, TINY_VAE, build_random_models
     from ..checkpoint.tiny_tokenizer import build_tiny_tokenizer
-    from ..data.synth_captions import (
-        COLOUR_WORDS,
-        SHAPE_WORDS,
-        SIZE_WORDS,
-        caption_corpus,
-    )
+    from ..data.synth_captions import COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS, caption_corpus
     from ..data.synth_world import COLOURS, SHAPES
 
     te = recipe.text_encoder
@@ -213,16 +206,17 @@ def build_latent_stats(recipe: Recipe, vae_model: Path, scaffold: Path, manifest
     encoder only reruns this step and the DiT (the VAE never reads text)."""
     from ..checkpoint.convert import read_official_components, save_official
     from ..checkpoint.layout import find_checkpoint
-    from ..checkpoint.loader import load_vae
+    from ..checkpoint.loader import load_vae, read_official_state_dict
 
     files, text_files = find_checkpoint(vae_model), find_checkpoint(scaffold)
     vae = load_vae(files.vae, config_path=files.vae_config, dtype=torch.float32).eval()
     mean, std = latent_statistics(vae, manifest, recipe.stats_clips, recipe.data.frames)
-    parts, text = read_official_components(files), read_official_components(text_files)
+    parts = read_official_components(files)
+    t5 = read_official_state_dict(text_files.text_encoder, "t5", text_files.expected_layout)  # only the text side
     vae_config = dataclasses.replace(parts["vae_config"], latents_mean=tuple(mean), latents_std=tuple(std))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"], t5=text["t5"],
+    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"], t5=t5,
                   tokenizer=text_files.tokenizer, vae_config=vae_config)
     tmp.rename(out)
     return out
