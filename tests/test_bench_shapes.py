@@ -190,8 +190,8 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
     from openwan.cli import main
 
     out = tmp_path / "bench"
-    r = run_shapes_bench(tiny_model, out=out, samples=1, vae_clips=2, languages=("en",), max_prompts=3, steps=4,
-                         progress=False)
+    r = run_shapes_bench(tiny_model, out=out, samples=1, vae_clips=2, sensitivity_clips=1, languages=("en",),
+                         max_prompts=3, steps=4, progress=False)
     for name in ("report.json", "report.md", "grid.png", "grid.gif"):
         assert (out / name).is_file(), name
     main_dir, base_dir = out / "videos" / "guidance-4", out / "videos" / "guidance-1"
@@ -216,8 +216,12 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
     vae = rep["vae"]
     assert len(vae["clips"]) == 2 and vae["mean_psnr_db"] == pytest.approx(np.mean([c["psnr_db"] for c in vae["clips"]]))
     assert 0 < vae["mean_psnr_db"] < 100
+    sens = rep["prompt_sensitivity"]
+    assert set(sens["attributes"]) == {"colour", "shape", "motion"} and len(sens["clips"]) == 3
+    assert sens["attributes"]["colour"]["increase"] == pytest.approx(r.sensitivity.by_attribute()["colour"]["increase"])
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| Colour accuracy |" in md and ">= 30 dB" in md and "Guidance helps" in md
+    assert "## Prompt sensitivity" in md and "| motion | 1 |" in md
     with Image.open(out / "grid.png") as im:
         assert im.width > 5 * 128 and im.height >= 3 * 128
     with Image.open(out / "grid.gif") as im:
@@ -283,7 +287,8 @@ def test_bad_input(tmp_path, capsys) -> None:
 
     # arguments are checked before any model is loaded (this model path does not exist)
     for kw, msg in (({"samples": 0}, "samples"), ({"languages": ("fr",)}, "languages"),
-                    ({"guidance": -1.0}, "guidance"), ({"vae_clips": -2}, "vae_clips")):
+                    ({"guidance": -1.0}, "guidance"), ({"vae_clips": -2}, "vae_clips"),
+                    ({"sensitivity_clips": -1}, "sensitivity_clips")):
         with pytest.raises(InputError, match=msg):
             run_shapes_bench(tmp_path / "no-model", out=tmp_path / "o", **kw)
     with pytest.raises(SystemExit):
@@ -292,6 +297,10 @@ def test_bad_input(tmp_path, capsys) -> None:
     assert "only apply to the shapes suite" in capsys.readouterr().err
     assert main(["bench", "shapes", "--videos", str(d), "--samples", "2"]) == 1
     assert "apply to generation" in capsys.readouterr().err
+    assert main(["bench", "shapes", "--videos", str(d), "--sensitivity-clips", "4"]) == 1
+    assert "--sensitivity-clips apply to generation" in capsys.readouterr().err
+    assert main(["bench", "wanbench", "--videos", str(d), "--sensitivity-clips", "4"]) == 1
+    assert "--sensitivity-clips only apply to the shapes suite" in capsys.readouterr().err
 
 
 def test_cjk_font_check_and_label_fallback() -> None:

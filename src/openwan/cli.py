@@ -231,6 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "adherence (default 1 = no CFG; 'none' skips it)")
     b.add_argument("--vae-clips", type=int, default=None,
                    help="shapes: held-out clips for the VAE reconstruction PSNR (default 24; 0 skips it)")
+    b.add_argument("--sensitivity-clips", type=int, default=None,
+                   help="shapes: held-out clips per attribute for the prompt-sensitivity probe: the DiT's loss "
+                   "with the true caption vs one with the colour, shape or motion swapped (default 24; 0 skips)")
     b.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -347,7 +350,8 @@ def _bench(args) -> int:
     if args.suite == "shapes":
         return _bench_shapes(args)
     shapes_only = [f for f, v in (("--guidance", args.guidance), ("--baseline-guidance", args.baseline_guidance),
-                                  ("--vae-clips", args.vae_clips)) if v is not None]
+                                  ("--vae-clips", args.vae_clips),
+                                  ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
     if shapes_only:
         raise InputError(f"{', '.join(shapes_only)} only apply to the shapes suite")
     if len(args.name) > len(args.videos):
@@ -393,8 +397,8 @@ def _bench_shapes(args) -> int:
         raise InputError("give either --videos DIR (re-score) or --model PATH (generate), not both")
     if args.videos:
         given = [f for f, v in (("--samples", args.samples), ("--guidance", args.guidance),
-                                ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips))
-                 if v is not None]
+                                ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
+                                ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
         if given:
             raise InputError(f"{', '.join(given)} apply to generation (--model), not to --videos")
         result = score_shapes_videos(args.videos[0], out=args.out, progress=not args.no_progress)
@@ -404,6 +408,7 @@ def _bench_shapes(args) -> int:
         result = run_shapes_bench(args.model, out=args.out, samples=4 if args.samples is None else args.samples,
                                   seed=args.seed, guidance=args.guidance, baseline_guidance=baseline,
                                   vae_clips=24 if args.vae_clips is None else args.vae_clips,
+                                  sensitivity_clips=24 if args.sensitivity_clips is None else args.sensitivity_clips,
                                   progress=not args.no_progress)
     print("\n".join(summary_lines(result)))
     for note in result.notes:

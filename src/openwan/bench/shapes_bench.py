@@ -3,7 +3,8 @@
 :func:`run_shapes_bench` generates ``samples`` videos per held-out prompt (English and Chinese) with
 recorded seeds, scores them with the shapes checker on the in-memory frames, repeats at a baseline
 guidance (1 = no CFG) to show whether guidance helps, measures the VAE's reconstruction PSNR on
-held-out clips, and writes ``report.json``, ``report.md``, ``grid.png`` and ``grid.gif``.
+held-out clips, probes how much the DiT listens to each attribute word (:mod:`.prompt_sensitivity`),
+and writes ``report.json``, ``report.md``, ``grid.png`` and ``grid.gif``.
 :func:`score_shapes_videos` re-scores a folder such a run wrote (or any folder of videos with a
 manifest that names each prompt's shape, colour and motion).
 
@@ -34,6 +35,7 @@ from ..checkpoint.io import atomic_write, write_text_atomic
 from ..errors import InputError
 from ..media import frames_to_tensor, tensor_to_frames
 from ..validation import check_int
+from .prompt_sensitivity import PromptSensitivity, prompt_sensitivity
 from .result import MetricResult
 from .shapes import SHAPES, Palette, ShapesAnalysis
 from .shapes_grid import FONT_ENV, find_cjk_font, grid_gif_frames, grid_png, has_cjk
@@ -139,6 +141,7 @@ class ShapesBenchResult:
     main: ShapesRun
     baseline: ShapesRun | None = None
     vae: VAEReconstruction | None = None
+    sensitivity: PromptSensitivity | None = None
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -170,6 +173,8 @@ class ShapesBenchResult:
                 "guidance as the main run, or a --videos folder with one guidance)"},
             "vae": self.vae.to_dict() if self.vae else {"mean_psnr_db": None, "clips": [],
                                                         "status": "not run: needs a model (--model)"},
+            "prompt_sensitivity": self.sensitivity.to_dict() if self.sensitivity else {
+                "status": "not run: needs a model (--model) and --sensitivity-clips > 0"},
             "notes": self.notes, "files": {k: str(v) for k, v in self.files.items()},
         })
 
@@ -300,14 +305,15 @@ def vae_reconstruction(vae, *, width: int, height: int, frames: int, clips: int,
 
 def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.PathLike, samples: int = 4,
                      seed: int = 0, guidance: float | None = None, baseline_guidance: float | None = 1.0,
-                     vae_clips: int = 24, languages: Sequence[str] = LANGUAGES, max_prompts: int | None = None,
+                     vae_clips: int = 24, sensitivity_clips: int = 24, languages: Sequence[str] = LANGUAGES, max_prompts: int | None = None,
                      steps: int | None = None, lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
     """Benchmark a shapes-world model (``model=None``: the bundled one) against the world's ground truth.
 
     ``samples`` videos per prompt at ``guidance`` (default: the checkpoint's) with seeds
     ``seed + 1000 * prompt_index + sample``; the same prompts and seeds again at ``baseline_guidance``
     unless it is None or equal to the main guidance; ``vae_clips`` held-out clips for the VAE PSNR
-    (0 skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` overrides
+    (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
+    skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` overrides
     the checkpoint's sampling steps; ``lossless`` also saves each video's exact frames (.npz) so a
     re-score of ``out/videos`` gives the same numbers. Writes the reports into ``out``.
     """
@@ -318,6 +324,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     check_int("samples", samples, 1)
     check_int("seed", seed, 0)
     check_int("vae_clips", vae_clips, 0)
+    check_int("sensitivity_clips", sensitivity_clips, 0)
     if max_prompts is not None:
         check_int("max_prompts", max_prompts, 1)
     if steps is not None:
@@ -338,6 +345,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
                 "prompts": len(prompts), "max_prompts": max_prompts, "size": list(d.size), "frames": d.frames,
                 "shift": d.shift, "negative_prompt": d.negative_prompt, "vae_clips": vae_clips,
+                "sensitivity_clips": sensitivity_clips,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
@@ -355,7 +363,9 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     if vae_clips:
         vae = vae_reconstruction(pipe.vae, width=d.size[0], height=d.size[1], frames=d.frames, clips=vae_clips,
                                  progress=progress)
-    result = ShapesBenchResult(settings, main, baseline, vae, notes)
+    sensitivity = prompt_sensitivity(pipe, clips=sensitivity_clips, seed=seed, progress=progress) \
+        if sensitivity_clips else None
+    result = ShapesBenchResult(settings, main, baseline, vae, sensitivity=sensitivity, notes=notes)
     result.files = write_shapes_reports(result, out, firsts)
     return result
 
@@ -515,7 +525,7 @@ def score_shapes_videos(directory: str | os.PathLike, *, out: str | os.PathLike 
     if "mp4" in sources:
         notes.append("some videos were scored from their MP4 (H.264 yuv420p, lossy): borderline scores can "
                      "differ from scoring the generated frames")
-    result = ShapesBenchResult(settings, runs["main"], runs.get("baseline"), None, notes)
+    result = ShapesBenchResult(settings, runs["main"], runs.get("baseline"), notes=notes)
     if out is not None:
         result.files = write_shapes_reports(result, out, firsts)
     return result
@@ -559,6 +569,16 @@ def to_markdown(result: ShapesBenchResult) -> str:
         vals = [v.scores.get(name) for v in result.main.videos if v.prompt.motion == motion]
         rate = sum(0.0 if x is None else x for x in vals) / len(vals)
         lines.append(f"| {motion} | {a['videos']} | {name} | {_fmt_pct(rate)} | {_fmt_pct(a['adherence'])} |")
+    if result.sensitivity is not None:
+        sig = ", ".join(f"{x:g}" for x in result.sensitivity.sigmas)
+        lines += ["", "## Prompt sensitivity", "",
+                  f"Flow-matching loss on held-out clips with the true caption vs one attribute swapped (noise "
+                  f"levels {sig}, same noise). Near 0% = the DiT ignores that word.", "",
+                  "| attribute | clips | loss, true caption | loss, swapped | increase | true caption wins |",
+                  "|---|---|---|---|---|---|"]
+        for attr, a in result.sensitivity.by_attribute().items():
+            lines.append(f"| {attr} | {a['clips']} | {a['loss_true']:.4f} | {a['loss_counterfactual']:.4f} | "
+                         f"{100 * a['increase']:+.1f}% | {_fmt_pct(a['true_caption_wins'])} |")
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
     lines += ["", "Every number, per-video score and seed: `report.json`. Samples: `grid.png`, `grid.gif`.", ""]
