@@ -572,8 +572,8 @@ def to_markdown(result: ShapesBenchResult) -> str:
     if result.sensitivity is not None:
         sig = ", ".join(f"{x:g}" for x in result.sensitivity.sigmas)
         lines += ["", "## Prompt sensitivity", "",
-                  f"Flow-matching loss on held-out clips with the true caption vs one attribute swapped (noise "
-                  f"levels {sig}, same noise). Near 0% = the DiT ignores that word.", "",
+                  (f"Flow-matching loss on held-out clips with the true caption vs one attribute swapped (noise "
+                   f"levels {sig}, same noise). Near 0% = the DiT ignores that word."), "",
                   "| attribute | clips | loss, true caption | loss, swapped | increase | true caption wins |",
                   "|---|---|---|---|---|---|"]
         for attr, a in result.sensitivity.by_attribute().items():
