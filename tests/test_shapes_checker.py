@@ -287,3 +287,23 @@ def test_every_synth_world_fall_is_fitted_before_its_first_impact() -> None:
         if fall is None or fall.r2 < 0.95 or not fall.bounce or abs(fall.lowest_frame - first_impact) > 1:
             failures.append((seed, first_impact, fall))
     assert not failures, failures
+
+
+def test_a_tied_shape_vote_is_decided_by_area_the_same_in_every_process() -> None:
+    """Two circle and two star frames: the old ``max(set(votes), key=votes.count)`` returned whichever
+    the string hash put first, so the score of one video changed between processes (PYTHONHASHSEED)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from openwan.bench.shapes import Blob, Track\n"
+        "m = np.zeros((4, 4), bool)\n"
+        "blobs = [Blob('orange', a, (0.0, 0.0), (0, 0, 1, 1), m, s)\n"
+        "         for a, s in ((30, 'circle'), (56, 'star'), (41, 'circle'), (32, 'star'))]\n"
+        "print(Track('orange', blobs + [None]).shape)\n"
+    )
+    answers = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+               for seed in range(8)}
+    assert answers == {"star"}  # star's frames cover 88 pixels, circle's 71

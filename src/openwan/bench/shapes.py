@@ -103,9 +103,16 @@ class Track:
 
     @property
     def shape(self) -> str | None:
-        """Majority vote of the per-frame shape labels."""
-        votes = [b.shape for b in self.blobs if b is not None and b.shape is not None]
-        return max(set(votes), key=votes.count) if votes else None
+        """Majority vote of the per-frame shape labels; a tie goes to the label whose frames cover more
+        pixels (a bigger blob's outline is classified more reliably), then to the label seen first."""
+        count: dict[str, int] = {}
+        area: dict[str, int] = {}
+        for b in self.blobs:
+            if b is not None and b.shape is not None:
+                count[b.shape] = count.get(b.shape, 0) + 1
+                area[b.shape] = area.get(b.shape, 0) + b.area
+        # max() keeps the first of equal keys, and dicts keep first-seen order: no hash order involved.
+        return max(count, key=lambda s: (count[s], area[s])) if count else None
 
 
 @dataclass
