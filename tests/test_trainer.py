@@ -305,6 +305,28 @@ def test_cli_train_and_export(tmp_path, tiny_official, two_clips):
     assert main(["train", str(cfg), "--set", "stages.0.batch_sise=2"]) == 1
 
 
+def test_a_fine_tune_keeps_its_base_sampling_defaults(tmp_path, tiny_official, two_clips):
+    """A fine-tuned small model must generate at its base's native size and frames: without the base's
+    sample_config.json, `generate --model <export>` fell back to Wan's 832x480, 81 frames, 50 steps."""
+    import shutil
+
+    from openwan import load_pipeline
+    from openwan.training import train
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_official, base)
+    defaults = {"size": [64, 48], "frames": 5, "steps": 3, "shift": 2.0, "guidance": 2.5, "negative_prompt": ""}
+    (base / "sample_config.json").write_text(json.dumps(defaults), encoding="utf-8")
+    fine = train(load_config(write_config(tmp_path / "fine", base, two_clips, steps=1),
+                             ["model.init=\"base\"", "model.dit={}"]))
+    assert json.loads((fine.export_dir / "sample_config.json").read_text(encoding="utf-8")) == defaults
+    d = load_pipeline(fine.export_dir).defaults
+    assert (d.size, d.frames, d.steps, d.guidance) == ((64, 48), 5, 3, 2.5)
+    # A DiT trained from scratch is not its base's model: its native size comes from its data, not the base.
+    scratch = train(load_config(write_config(tmp_path / "scratch", base, two_clips, steps=1)))
+    assert not (scratch.export_dir / "sample_config.json").exists()
+
+
 @pytest.mark.parametrize("overrides", [
     ["run.precision=\"bf16\""],
     ["model.gradient_checkpointing=true", "model.activation_offload=true"],

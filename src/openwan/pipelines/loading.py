@@ -57,6 +57,15 @@ def resolve_files(
 SAMPLE_CONFIG = "sample_config.json"
 
 
+def write_sample_config(model_dir: str | os.PathLike, sample: SampleDefaults) -> Path:
+    """Write ``sample`` as ``model_dir/sample_config.json`` (atomically); returns its path."""
+    from ..checkpoint.io import write_text_atomic
+
+    path = Path(model_dir) / SAMPLE_CONFIG
+    write_text_atomic(path, json.dumps(sample.to_file_dict(), indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
 def read_sample_defaults(root: str | os.PathLike | None) -> SampleDefaults | None:
     """The sampling defaults a custom checkpoint ships in ``sample_config.json`` (None when it has none)."""
     if root is None or not Path(root).is_dir() or not (Path(root) / SAMPLE_CONFIG).is_file():

@@ -19,7 +19,7 @@ import torch.distributed.checkpoint as dcp
 from ..checkpoint.convert import read_official_components, save_official
 from ..configs import DiTConfig
 from ..errors import CheckpointError, InputError
-from ..pipelines.loading import resolve_files
+from ..pipelines.loading import read_sample_defaults, resolve_files, write_sample_config
 from .checkpoint import CheckpointManager, quiet_single_process, step_dir_name
 from .config import config_from_dict
 
@@ -121,4 +121,10 @@ def export_checkpoint(run_dir: str | os.PathLike, output: str | os.PathLike, *, 
     parts = read_official_components(files)
     save_official(out, dit={k: v.contiguous() for k, v in sd.items()}, dit_config=model.config,
                   vae=parts["vae"], t5=parts["t5"], tokenizer=files.tokenizer, vae_config=parts["vae_config"])
+    # A fine-tune generates like its base: keep the base's native size, frames, steps and guidance, or a
+    # small custom model would fall back to Wan's 832x480, 81 frames. A DiT trained from scratch is not
+    # its base's model, so it gets none.
+    base_defaults = read_sample_defaults(files.root) if cfg.model.init == "base" else None
+    if base_defaults is not None:
+        write_sample_config(out, base_defaults)
     return out

@@ -31,7 +31,7 @@ import torch
 
 from ..configs import SampleDefaults
 from ..errors import InputError, OpenWanError
-from ..pipelines.loading import SAMPLE_CONFIG  # sampling defaults of a custom checkpoint
+from ..pipelines.loading import write_sample_config  # a custom checkpoint's sampling defaults
 from ..validation import parse_size
 from .config import _build, apply_override
 
@@ -220,14 +220,6 @@ def build_latent_stats(recipe: Recipe, vae_model: Path, scaffold: Path, manifest
                   tokenizer=text_files.tokenizer, vae_config=vae_config)
     tmp.rename(out)
     return out
-
-
-def write_sample_config(model_dir: Path, sample: SampleDefaults) -> Path:
-    from ..checkpoint.io import write_text_atomic
-
-    path = model_dir / SAMPLE_CONFIG
-    write_text_atomic(path, json.dumps(sample.to_file_dict(), indent=2, ensure_ascii=False) + "\n")
-    return path
 
 
 def run_recipe(recipe: Recipe) -> Path:
