@@ -306,7 +306,8 @@ def vae_reconstruction(vae, *, width: int, height: int, frames: int, clips: int,
 def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.PathLike, samples: int = 4,
                      seed: int = 0, guidance: float | None = None, baseline_guidance: float | None = 1.0,
                      vae_clips: int = 24, sensitivity_clips: int = 24, languages: Sequence[str] = LANGUAGES,
-                     max_prompts: int | None = None, steps: int | None = None, lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
+                     max_prompts: int | None = None, steps: int | None = None, lossless: bool = True,
+                     progress: bool = True) -> ShapesBenchResult:
     """Benchmark a shapes-world model (``model=None``: the bundled one) against the world's ground truth.
 
     ``samples`` videos per prompt at ``guidance`` (default: the checkpoint's) with seeds
