@@ -108,16 +108,22 @@ def prompt_sensitivity(pipe, *, clips: int = 24, sigmas: Sequence[float] = DEFAU
     param = next(pipe.dit.parameters())
     generator = torch.Generator("cpu").manual_seed(seed)
     rows: list[dict[str, Any]] = []
+    # The attributes probe the same held-out clips: render and encode each one once.
+    latents: dict[Any, torch.Tensor] = {}
     bar = tqdm(total=len(jobs), desc="prompt sensitivity", unit="clip", disable=not progress)
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start:start + batch_size]
-        video = torch.stack([frames_to_tensor(render_clip(spec)[0]) for _, spec, _ in chunk])
         true_caps = [caption_for(spec, spec.language, spec.variant) for _, spec, _ in chunk]
         swap_caps = [caption_for(other, spec.language, spec.variant) for _, spec, other in chunk]
         with torch.no_grad():
-            with pipe._on("vae", pipe.device) as vae:
-                vp = next(vae.parameters())
-                x0 = vae.encode(video.to(vp.device, vp.dtype)).to(param.device, torch.float32)
+            new = [spec for spec in dict.fromkeys(spec for _, spec, _ in chunk) if spec not in latents]
+            if new:
+                video = torch.stack([frames_to_tensor(render_clip(spec)[0]) for spec in new])
+                with pipe._on("vae", pipe.device) as vae:
+                    vp = next(vae.parameters())
+                    z = vae.encode(video.to(vp.device, vp.dtype)).to(param.device, torch.float32)
+                latents.update(zip(new, z))
+            x0 = torch.stack([latents[spec] for _, spec, _ in chunk])
             ctx_true, ctx_swap = pipe.encode_prompts(true_caps), pipe.encode_prompts(swap_caps)
             losses = torch.zeros(2, len(chunk))
             with pipe._on("dit", pipe.device) as dit:
