@@ -292,6 +292,7 @@ def test_every_synth_world_fall_is_fitted_before_its_first_impact() -> None:
 def test_a_tied_shape_vote_is_decided_by_area_the_same_in_every_process() -> None:
     """Two circle and two star frames: the old ``max(set(votes), key=votes.count)`` returned whichever
     the string hash put first, so the score of one video changed between processes (PYTHONHASHSEED)."""
+    import os
     import subprocess
     import sys
 
@@ -304,6 +305,6 @@ def test_a_tied_shape_vote_is_decided_by_area_the_same_in_every_process() -> Non
         "print(Track('orange', blobs + [None]).shape)\n"
     )
     answers = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
+                              env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout.strip()
                for seed in range(8)}
     assert answers == {"star"}  # star's frames cover 88 pixels, circle's 71

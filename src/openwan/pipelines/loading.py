@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint.io import write_text_atomic
 from ..checkpoint.layout import CheckpointFiles, find_checkpoint
 from ..checkpoint.lora_keys import read_lora
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
@@ -59,8 +60,6 @@ SAMPLE_CONFIG = "sample_config.json"
 
 def write_sample_config(model_dir: str | os.PathLike, sample: SampleDefaults) -> Path:
     """Write ``sample`` as ``model_dir/sample_config.json`` (atomically); returns its path."""
-    from ..checkpoint.io import write_text_atomic
-
     path = Path(model_dir) / SAMPLE_CONFIG
     write_text_atomic(path, json.dumps(sample.to_file_dict(), indent=2, ensure_ascii=False) + "\n")
     return path
