@@ -14,6 +14,7 @@ from openwan.errors import InputError
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
 SHORT = [
     "--set", "data.clips=8", "--set", "stats_clips=4",
+    "--set", "text_encoder.train_steps=2", "--set", "text_encoder.train_specs=20",
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
     "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
     "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
@@ -46,6 +47,14 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     assert len(vae_cfg["latents_mean"]) == 16 and all(s > 0 for s in vae_cfg["latents_std"])
     # The DiT trained: its weights differ from the scaffold's placeholder DiT.
     assert json.loads((model / "config.json").read_text())["dim"] == 256
+    # The model reads the caption-trained encoder of the text step, not the scaffold's random one.
+    t5 = "models_t5_umt5-xxl-enc-bf16.pth"
+    shipped, trained, random = (torch.load(d / t5, weights_only=True)
+                                for d in (model, recipe_run / "text", recipe_run / "scaffold"))
+    assert all(torch.equal(shipped[k], trained[k]) for k in trained)
+    assert not torch.equal(trained["token_embedding.weight"], random["token_embedding.weight"])
+    accuracy = json.loads((recipe_run / "text" / "caption_encoder.json").read_text())["heldout_accuracy"]
+    assert set(accuracy) == {"shape", "colour", "size", "motion", "shape2", "colour2"}
 
     pipe = openwan.load_pipeline(model)
     # The tokenizer was trained on the world's captions: no prompt of either language has unknown pieces.
@@ -73,12 +82,12 @@ def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
 
 def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
     """Replacing the tokenizer/text encoder keeps the trained VAE: the latents step takes text from the
-    scaffold, so the final model carries the new tokenizer with the old VAE."""
+    text step, so the final model carries the new tokenizer with the old VAE."""
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(recipe_run, run)
-    for step in ("scaffold", "latents", "dit", "model"):
+    for step in ("scaffold", "text", "latents", "dit", "model"):
         shutil.rmtree(run / step)
     vae_file = run / "vae" / "final" / "Wan2.1_VAE.pth"
     before = vae_file.stat().st_mtime_ns
@@ -99,6 +108,8 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(RECIPE, ["data.clipz=3"])
     with pytest.raises(InputError, match="data.size"):
         load_recipe(RECIPE, ["data.size='big'"])
+    with pytest.raises(InputError, match="text_encoder.train_steps"):
+        load_recipe(RECIPE, ["text_encoder.train_steps=-1"])
     with pytest.raises(InputError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.toml")
 

@@ -6,7 +6,9 @@ resumes (the two training steps also resume from their own checkpoints):
 
 1. ``data``      render the synthetic world's train split (:mod:`openwan.data.synth_world`);
 2. ``scaffold``  a tokenizer trained on the world's caption templates and a random umT5-architecture text
-                 encoder (kept frozen: the DiT learns to read it), in the official layout;
+                 encoder, in the official layout;
+   ``text``      that encoder trained to say what each caption states (:mod:`.caption_encoder`), the
+                 stand-in for umT5's pretraining; frozen from then on (skipped when ``train_steps = 0``);
 3. ``vae``       ``openwan train`` on the VAE config (image stage -> inflation -> video stage);
 4. ``latents``   per-channel latent mean/std of the trained VAE over training clips, written to
                  ``vae_config.json`` so latents are normalised like Wan's;
@@ -60,6 +62,11 @@ class RecipeTextEncoder:
     num_layers: int = 2
     init_std: float = 0.2
     seed: int = 0
+    # caption pretraining (the ``text`` step); 0 keeps the random encoder
+    train_steps: int = 0
+    train_batch: int = 128
+    train_lr: float = 2e-3
+    train_specs: int = 20000  # train-split clip specs whose captions (every paraphrase, en + zh) it sees
 
 
 @dataclass
@@ -97,6 +104,10 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
     sample_defaults(recipe)
+    te = recipe.text_encoder
+    if te.train_steps < 0 or te.train_batch < 1 or te.train_specs < 1 or te.train_lr <= 0:
+        raise InputError(f"{path}: text_encoder.train_steps must be >= 0 and train_batch, train_specs, "
+                         "train_lr positive")
     if recipe.tokenizer.vocab_size < recipe.tokenizer.pieces:
         raise InputError(f"{path}: tokenizer.vocab_size must be >= tokenizer.pieces")
     return recipe
@@ -163,6 +174,36 @@ def build_scaffold(recipe: Recipe, out: Path) -> Path:
                              tokenizer=tok)
 
 
+def build_text_encoder(recipe: Recipe, scaffold: Path, out: Path) -> Path:
+    """The scaffold with its umT5 trained on the world's captions; ``caption_encoder.json`` holds the
+    held-out accuracy per attribute."""
+    from ..checkpoint.convert import read_official_components, save_official
+    from ..checkpoint.io import write_text_atomic
+    from ..checkpoint.keymap_t5 import t5_transformers_to_official
+    from ..checkpoint.layout import find_checkpoint
+    from ..checkpoint.loader import load_text_encoder
+    from .caption_encoder import train_caption_encoder
+    from .config import load_config
+
+    te = recipe.text_encoder
+    files = find_checkpoint(scaffold)
+    encoder = load_text_encoder(files.text_encoder, files.tokenizer, expected_layout=files.expected_layout)
+    dropout_prompt = load_config(recipe.dit, recipe.dit_overrides).flow.dropout_prompt
+    result = train_caption_encoder(encoder.model, encoder.tokenizer, _world_config(recipe), steps=te.train_steps,
+                                   batch_size=te.train_batch, lr=te.train_lr, specs=te.train_specs, seed=te.seed,
+                                   dropout_prompt=dropout_prompt)
+    parts = read_official_components(files)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_official(tmp, dit=parts["dit"], dit_config=parts["dit_config"], vae=parts["vae"],
+                  t5=t5_transformers_to_official(encoder.model.state_dict()), tokenizer=files.tokenizer)
+    write_text_atomic(tmp / "caption_encoder.json", json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    tmp.rename(out)
+    _log("caption encoder held-out accuracy: "
+         + ", ".join(f"{k} {v:.1%}" for k, v in result.heldout_accuracy.items()))
+    return out
+
+
 def _train(config: str, overrides: list[str], *, output_dir: Path, base: Path, manifest: Path) -> Path:
     from .config import load_config
     from .trainer import train
@@ -199,16 +240,17 @@ def latent_statistics(vae, manifest: Path, clips: int, frames: int) -> tuple[lis
     return [round(float(v), 5) for v in mean], [round(float(v), 5) for v in std]
 
 
-def build_latent_stats(recipe: Recipe, vae_model: Path, scaffold: Path, manifest: Path, out: Path) -> Path:
-    """The DiT's base: the trained VAE with per-channel latent mean/std, plus the scaffold's text encoder.
+def build_latent_stats(recipe: Recipe, vae_model: Path, text: Path, manifest: Path, out: Path) -> Path:
+    """The DiT's base: the trained VAE with per-channel latent mean/std, plus the text encoder of ``text``
+    (the ``text`` step's folder, or the scaffold).
 
-    The text side comes from the scaffold, not from the VAE run's copy of it, so a new tokenizer or text
-    encoder only reruns this step and the DiT (the VAE never reads text)."""
+    The text side does not come from the VAE run's copy of it, so a new tokenizer or text encoder only
+    reruns this step and the DiT (the VAE never reads text)."""
     from ..checkpoint.convert import read_official_components, save_official
     from ..checkpoint.layout import find_checkpoint
     from ..checkpoint.loader import load_vae, read_official_state_dict
 
-    files, text_files = find_checkpoint(vae_model), find_checkpoint(scaffold)
+    files, text_files = find_checkpoint(vae_model), find_checkpoint(text)
     vae = load_vae(files.vae, config_path=files.vae_config, dtype=torch.float32).eval()
     mean, std = latent_statistics(vae, manifest, recipe.stats_clips, recipe.data.frames)
     parts = read_official_components(files)
@@ -233,6 +275,12 @@ def run_recipe(recipe: Recipe) -> Path:
     if not (scaffold / "config.json").is_file():
         _log(f"scaffold (tokenizer + text encoder) -> {scaffold}")
         build_scaffold(recipe, scaffold)
+    text = scaffold
+    if recipe.text_encoder.train_steps > 0:
+        text = out / "text"
+        if not (text / "config.json").is_file():
+            _log(f"text encoder: {recipe.text_encoder.train_steps} steps on the world's captions -> {text}")
+            build_text_encoder(recipe, scaffold, text)
     vae_model = out / "vae" / "final"
     if not (vae_model / "config.json").is_file():
         _log("vae training")
@@ -240,7 +288,7 @@ def run_recipe(recipe: Recipe) -> Path:
     base = out / "latents"
     if not base.is_dir():
         _log(f"latent statistics over {recipe.stats_clips} clips -> {base}")
-        build_latent_stats(recipe, vae_model, scaffold, manifest, base)
+        build_latent_stats(recipe, vae_model, text, manifest, base)
     dit_model = out / "dit" / "final"
     if not (dit_model / "config.json").is_file():
         _log("dit training")
