@@ -119,14 +119,14 @@ def prompt_sensitivity(pipe, *, clips: int = 24, sigmas: Sequence[float] = DEFAU
             new = [spec for spec in dict.fromkeys(spec for _, spec, _ in chunk) if spec not in latents]
             if new:
                 video = torch.stack([frames_to_tensor(render_clip(spec)[0]) for spec in new])
-                with pipe._on("vae", pipe.device) as vae:
+                with pipe.on_device("vae", pipe.device) as vae:
                     vp = next(vae.parameters())
                     z = vae.encode(video.to(vp.device, vp.dtype)).to(param.device, torch.float32)
                 latents.update(zip(new, z))
             x0 = torch.stack([latents[spec] for _, spec, _ in chunk])
             ctx_true, ctx_swap = pipe.encode_prompts(true_caps), pipe.encode_prompts(swap_caps)
             losses = torch.zeros(2, len(chunk))
-            with pipe._on("dit", pipe.device) as dit:
+            with pipe.on_device("dit", pipe.device) as dit:
                 for s in sigmas:
                     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
                     sigma = torch.full((len(chunk),), s, device=x0.device)

@@ -85,8 +85,9 @@ class WanPipeline:
 
     # --- helpers ---------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _on(self, name: str, device: torch.device) -> Iterator[nn.Module]:
-        """Run a model on ``device``; with offload, send it back to the CPU afterwards."""
+    def on_device(self, name: str, device: torch.device) -> Iterator[nn.Module]:
+        """Use component ``name`` ("dit", "vae", "text_encoder") on ``device``; with offload, it goes back
+        to the CPU afterwards. For callers that run a component outside ``generate`` (probes, scoring)."""
         model = getattr(self, name)
         model.to(device)
         try:
@@ -99,7 +100,7 @@ class WanPipeline:
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """umT5 embeddings [B, 512, d] (zero rows after each prompt's length), on the DiT device and dtype."""
-        with self._on("text_encoder", self.text_encoder_device) as te:
+        with self.on_device("text_encoder", self.text_encoder_device) as te:
             context, _ = te.encode(prompts)
         return context.to(self.device, self.dtype)
 
@@ -181,9 +182,9 @@ class WanPipeline:
         shape = latent_shape(width, height, frames, self.vae.config.z_dim)
         latents = torch.randn(shape, generator=generator, dtype=torch.float32).to(self.device)[None]
 
-        with self._on("dit", self.device) as dit:
+        with self.on_device("dit", self.device) as dit:
             latents = self._denoise(dit, latents, cond, uncond, guidance, solver_obj, progress, callback)
-        with self._on("vae", self.device) as vae:
+        with self.on_device("vae", self.device) as vae:
             video = vae.decode(latents.to(next(vae.parameters()).dtype))
         check_finite(video, "decoded video", self.dtype)
         frames_np = tensor_to_frames(video[0])  # uint8 [T, H, W, 3]
