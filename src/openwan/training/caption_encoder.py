@@ -130,8 +130,7 @@ def train_caption_encoder(model, tokenizer, world: SynthWorldConfig, *, steps: i
     warmup = max(1, steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    loss = torch.zeros(())
-    for _ in range(steps):
+    for _ in range(steps):  # steps >= 1, so loss is bound below
         idx = torch.randint(len(train), (batch_size,), generator=g).tolist()
         loss, *_ = _token_losses(model, heads, tokenizer, [train[i] for i in idx])
         opt.zero_grad(set_to_none=True)
