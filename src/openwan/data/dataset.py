@@ -68,7 +68,8 @@ DECODE_FAILED = "decode failed"
 
 @dataclass
 class Sample:
-    """One clip: ``video`` float32 [3, F, H, W] in [-1, 1] at its bucket's size."""
+    """One clip: ``video`` float32 [3, F, H, W] in [-1, 1] at its bucket's size; ``mask`` (datasets read
+    with ``masks=True``) float32 [1, F, H, W] in [0, 1], all zeros for an entry without one."""
 
     video: torch.Tensor
     caption: str
@@ -76,6 +77,7 @@ class Sample:
     bucket: Bucket
     path: str
     sampler_state: dict[str, int] | None = None  # sampler state after this item's batch, if from the sampler
+    mask: torch.Tensor | None = None
 
 
 @dataclass
@@ -91,7 +93,8 @@ class Skipped:
 
 @dataclass
 class Batch:
-    """Collated items of one bucket: ``video`` [B, 3, F, H, W] float32, or None when every item was skipped."""
+    """Collated items of one bucket: ``video`` [B, 3, F, H, W] float32, or None when every item was skipped;
+    ``mask`` [B, 1, F, H, W] when the items carry masks."""
 
     video: torch.Tensor | None
     captions: list[str]
@@ -100,10 +103,12 @@ class Batch:
     bucket: Bucket | None = None
     paths: list[str] = field(default_factory=list)
     sampler_state: dict[str, int] | None = None  # save this to resume right after this batch
+    mask: torch.Tensor | None = None
 
     def pin_memory(self) -> Batch:
         # DataLoader(pin_memory=True) calls this; without it a dataclass batch would not be pinned.
-        return dataclasses.replace(self, video=None if self.video is None else self.video.pin_memory())
+        return dataclasses.replace(self, video=None if self.video is None else self.video.pin_memory(),
+                                   mask=None if self.mask is None else self.mask.pin_memory())
 
 
 class SkipReport:
@@ -198,10 +203,13 @@ class ClipDataset(Dataset):
     unreadable or fit no bucket get bucket None and a record in ``self.skips``. ``dataset[i]`` returns a
     ``Sample``, or a ``Skipped`` if the file fails to decode now. Clip starts are drawn from
     ``random.Random(hash(seed, index, epoch))``: the same (seed, index, epoch) always gives the same clip.
+    With ``masks=True`` each Sample also carries its entry's mask video (``ManifestEntry.mask``), decoded
+    at the clip's frames; an unreadable mask skips the item like an unreadable video.
     """
 
     def __init__(self, entries: Sequence[ManifestEntry], buckets: Sequence[Bucket], *, fps: float | None = None,
-                 seed: int = 0, probe_cache: str | os.PathLike | None = None, name: str | None = None) -> None:
+                 seed: int = 0, probe_cache: str | os.PathLike | None = None, name: str | None = None,
+                 masks: bool = False) -> None:
         self.entries = list(entries)
         self.buckets = list(buckets)
         if not self.entries:
@@ -212,6 +220,7 @@ class ClipDataset(Dataset):
             raise InputError(f"dataset fps must be > 0, or None for consecutive source frames; got {fps}")
         self.fps = fps
         self.seed = int(seed)
+        self.masks = bool(masks)
         self.epoch = 0
         self.name = name or _common_folder(self.entries)
         self.skips = SkipReport(total=len(self.entries))
@@ -258,6 +267,7 @@ class ClipDataset(Dataset):
         if bucket is None or info is None:
             return Skipped(i, path, self.skips.reason_of(path) or NO_BUCKET, sampler_state=state)
         rng = random.Random(_stable_seed("clip", self.seed, i, epoch))
+        mask = None
         try:
             if e.kind == "image":
                 frames = load_image(e.path)
@@ -265,12 +275,27 @@ class ClipDataset(Dataset):
                 start = choose_start(info, bucket.frames, self.fps, rng)
                 frames = decode_clip(e.path, num_frames=bucket.frames, fps=self.fps, start=start)
             frames = resize_crop(frames, bucket.width, bucket.height)
+            if self.masks:
+                mask = self._mask(e, bucket, start if e.kind == "video" else 0.0)
         except MediaError as err:
-            reason = MISSING if not e.path.exists() else DECODE_FAILED
+            broken = e.mask if self.masks and e.mask is not None and e.path.exists() else e.path
+            reason = MISSING if not broken.exists() else DECODE_FAILED
             self.skips.record(path, reason, str(err))
             return Skipped(i, path, reason, str(err), sampler_state=state)
         video = frames_to_tensor(frames)  # float32 [3, F, H, W] in [-1, 1]
-        return Sample(video=video, caption=e.caption, index=i, bucket=bucket, path=path, sampler_state=state)
+        return Sample(video=video, caption=e.caption, index=i, bucket=bucket, path=path, sampler_state=state,
+                      mask=mask)
+
+    def _mask(self, e: ManifestEntry, bucket: Bucket, start: float) -> torch.Tensor:
+        """The entry's mask at the clip's frames: float32 [1, F, H, W] in [0, 1] (zeros without one)."""
+        if e.mask is None:
+            return torch.zeros(1, bucket.frames, bucket.height, bucket.width)
+        try:
+            frames = decode_clip(e.mask, num_frames=bucket.frames, fps=self.fps, start=start)
+        except MediaError as err:
+            raise MediaError(f"mask of {e.path}: {err}") from err
+        frames = resize_crop(frames, bucket.width, bucket.height)
+        return torch.from_numpy(frames).float().mean(dim=-1).div_(255.0)[None]
 
     def _info(self, e: ManifestEntry, cache: _ProbeCache | None) -> MediaInfo | None:
         try:
@@ -308,6 +333,9 @@ def collate(items: Sequence[Sample | Skipped]) -> Batch:
         raise InputError(f"collate got samples of several buckets ({', '.join(sorted(map(str, buckets)))}); "
                          "use BucketBatchSampler so each batch has one bucket")
     state = next((x.sampler_state for x in items if x.sampler_state is not None), None)
+    masked = [s.mask is not None for s in samples]
+    if any(masked) and not all(masked):
+        raise InputError("collate got samples with and without masks; read every dataset with the same masks=")
     return Batch(
         video=torch.stack([s.video for s in samples]) if samples else None,
         captions=[s.caption for s in samples],
@@ -316,6 +344,7 @@ def collate(items: Sequence[Sample | Skipped]) -> Batch:
         bucket=samples[0].bucket if samples else None,
         paths=[s.path for s in samples],
         sampler_state=state,
+        mask=torch.stack([s.mask for s in samples]) if samples and masked[0] else None,
     )
 
 

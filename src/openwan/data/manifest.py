@@ -1,9 +1,12 @@
 """Training manifests: one row per media file with its caption and optional metadata and scores.
 
 A manifest is JSON Lines (``.jsonl``, one object per line) or Parquet (``.parquet``). Required fields are
-``path`` and ``caption``; ``kind``, ``fps``, ``width``, ``height``, ``num_frames``, ``quality`` and
-``motion`` are optional, and any other field is kept in ``ManifestEntry.extra``. Relative paths are
-resolved against the manifest's folder, so a dataset folder can be moved as a whole.
+``path`` and ``caption``; ``kind``, ``fps``, ``width``, ``height``, ``num_frames``, ``quality``,
+``motion`` and ``mask`` are optional, and any other field is kept in ``ManifestEntry.extra``. Relative
+paths are resolved against the manifest's folder, so a dataset folder can be moved as a whole.
+
+``mask`` names a video of the same frames as ``path`` whose brightness marks what the DiT's loss should
+weigh more (white = subject; see ``flow.mask_weight``).
 
 Missing media files are not an error here: the dataset skips and counts them, because a large crawl
 always has a few holes and training should not stop for them.
@@ -27,7 +30,7 @@ KINDS = ("video", "image")
 
 _INT_FIELDS = ("width", "height", "num_frames")
 _FLOAT_FIELDS = ("fps", "quality", "motion")
-_KNOWN = ("path", "caption", "kind", "fps", "width", "height", "num_frames", "quality", "motion")
+_KNOWN = ("path", "caption", "kind", "fps", "width", "height", "num_frames", "quality", "motion", "mask")
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ManifestEntry:
     num_frames: int | None = None
     quality: float | None = None
     motion: float | None = None
+    mask: Path | None = None  # absolute, like path: a loss-weight mask video of the same frames
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -155,22 +159,35 @@ def _entry(row: dict[str, Any], manifest: Path, where: str) -> ManifestEntry:
         raise InputError(f"{at}: 'path' must be a non-empty string, got {raw_path!r}")
     if not isinstance(caption, str):
         raise InputError(f"{at}: 'caption' must be a string, got {type(caption).__name__}")
-    media = Path(os.path.expanduser(raw_path))
-    if not media.is_absolute():
-        media = manifest.parent / media
-    media = Path(os.path.abspath(media))
+    media = _resolve(raw_path, manifest)
+    raw_mask = row.get("mask")
+    if raw_mask is not None and (not isinstance(raw_mask, str) or not raw_mask.strip()):
+        raise InputError(f"{at}: 'mask' must be a non-empty path string, got {raw_mask!r}")
+    mask = _resolve(raw_mask, manifest) if raw_mask is not None else None
     kind = row.get("kind")
     if kind is None:
         kind = kind_of(media)
     elif kind not in KINDS:
         raise InputError(f"{at}: 'kind' must be 'video' or 'image', got {kind!r}")
+    if mask is not None and kind != "video":
+        raise InputError(f"{at}: 'mask' is supported for videos only, not {kind}s")
     values: dict[str, Any] = {}
     for key in _INT_FIELDS:
         values[key] = _int_field(row.get(key), key, at)
     for key in _FLOAT_FIELDS:
         values[key] = _float_field(row.get(key), key, at, positive=key == "fps")
     extra = {k: v for k, v in row.items() if k not in _KNOWN}
-    return ManifestEntry(path=media, caption=caption, kind=kind, extra=extra, **values)
+    return ManifestEntry(path=media, caption=caption, kind=kind, mask=mask, extra=extra, **values)
+
+
+def _resolve(raw: str, manifest: Path) -> Path:
+    p = Path(os.path.expanduser(raw))
+    return Path(os.path.abspath(p if p.is_absolute() else manifest.parent / p))
+
+
+def _stored(p: Path, folder: Path) -> str:
+    p = Path(os.path.abspath(p))
+    return p.relative_to(folder).as_posix() if p.is_relative_to(folder) else str(p)
 
 
 def _int_field(v: Any, key: str, at: str) -> int | None:
@@ -195,13 +212,13 @@ def _float_field(v: Any, key: str, at: str, *, positive: bool) -> float | None:
 
 
 def _row(e: ManifestEntry, folder: Path, manifest: Path, i: int) -> dict[str, Any]:
-    media = Path(os.path.abspath(e.path))
-    stored = media.relative_to(folder).as_posix() if media.is_relative_to(folder) else str(media)
-    row: dict[str, Any] = {"path": stored, "caption": e.caption, "kind": e.kind}
-    for key in _KNOWN[3:]:
+    row: dict[str, Any] = {"path": _stored(e.path, folder), "caption": e.caption, "kind": e.kind}
+    for key in _KNOWN[3:-1]:
         value = getattr(e, key)
         if value is not None:
             row[key] = value
+    if e.mask is not None:
+        row["mask"] = _stored(e.mask, folder)
     clash = sorted(set(e.extra) & set(_KNOWN))
     if clash:
         raise InputError(f"writing {manifest}: entry {i} ({e.path}) has extra field(s) {clash} that shadow "
@@ -213,7 +230,7 @@ def _row(e: ManifestEntry, folder: Path, manifest: Path, i: int) -> dict[str, An
 def _arrow_table(rows: list[dict[str, Any]], pa, manifest: Path):
     types = {"path": pa.string(), "caption": pa.string(), "kind": pa.string(), "fps": pa.float64(),
              "width": pa.int64(), "height": pa.int64(), "num_frames": pa.int64(), "quality": pa.float64(),
-             "motion": pa.float64()}
+             "motion": pa.float64(), "mask": pa.string()}
     names: list[str] = []
     for r in rows:
         names.extend(k for k in r if k not in names)

@@ -450,30 +450,37 @@ def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin
     return np.clip(img, 0, 255)
 
 
-def _draw(canvas, track: _Track, t: int, cam: float, ss: int) -> None:
+def _draw(canvases, track: _Track, t: int, cam: float, ss: int) -> None:
+    """Draw the object on the frame canvas (its colour) and the mask canvas (white)."""
     from PIL import ImageDraw
 
     # Output coordinate x maps to supersampled pixel-centre coordinate (x + 0.5) * ss - 0.5.
     cx = (track.x[t] - cam + 0.5) * ss - 0.5
     cy = (track.y[t] + 0.5) * ss - 0.5
-    pts = _unit_polygon(track.shape) * (track.r[t] * ss) + np.array([cx, cy])
-    ImageDraw.Draw(canvas).polygon([tuple(p) for p in pts.tolist()], fill=COLOURS[track.colour])
+    pts = [tuple(p) for p in (_unit_polygon(track.shape) * (track.r[t] * ss) + np.array([cx, cy])).tolist()]
+    frame, mask = canvases
+    ImageDraw.Draw(frame).polygon(pts, fill=COLOURS[track.colour])
+    ImageDraw.Draw(mask).polygon(pts, fill=255)
 
 
-def _render(spec: ClipSpec, scene: _Scene, bg: np.ndarray, margin: int) -> np.ndarray:
+def _render(spec: ClipSpec, scene: _Scene, bg: np.ndarray, margin: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 frames [T, H, W, 3] and object masks [T, H, W] (255 = covered; edges antialiased alike)."""
     from PIL import Image
 
     ss, w, h = spec.supersample, spec.width, spec.height
     out = np.empty((spec.frames, h, w, 3), np.uint8)
+    masks = np.empty((spec.frames, h, w), np.uint8)
     bg8 = np.round(bg).astype(np.uint8)
     for t in range(spec.frames):
         x0 = round(float((margin + scene.cam_x[t]) * ss))  # pan speeds are whole supersampled pixels
         canvas = Image.fromarray(np.ascontiguousarray(bg8[:, x0: x0 + w * ss]))
+        mask = Image.new("L", canvas.size, 0)
         for track in scene.tracks:
-            _draw(canvas, track, t, float(scene.cam_x[t]), ss)
+            _draw((canvas, mask), track, t, float(scene.cam_x[t]), ss)
         big = np.asarray(canvas, dtype=np.float32).reshape(h, ss, w, ss, 3).mean(axis=(1, 3))
         out[t] = np.clip(np.round(big), 0, 255).astype(np.uint8)
-    return out
+        masks[t] = np.round(np.asarray(mask, dtype=np.float32).reshape(h, ss, w, ss).mean(axis=(1, 3)))
+    return out, masks
 
 
 def _r(v: float) -> float:
@@ -513,11 +520,19 @@ def _truth(spec: ClipSpec, scene: _Scene) -> dict[str, Any]:
 
 def render_clip(spec: ClipSpec) -> tuple[np.ndarray, dict[str, Any]]:
     """Render ``spec``: uint8 frames [T, H, W, 3] and a JSON-ready ground-truth dict."""
+    frames, _, truth = render_clip_with_mask(spec)
+    return frames, truth
+
+
+def render_clip_with_mask(spec: ClipSpec) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Render ``spec``: uint8 frames [T, H, W, 3], the objects' uint8 mask [T, H, W] (255 = object) and
+    the ground truth."""
     rng = np.random.default_rng(spec.seed)
     scene = _simulate(spec, rng)
     margin = math.ceil(float(np.abs(scene.cam_x).max())) + 2
     bg = _background(spec, rng, scene.floor_y, margin)
-    return _render(spec, scene, bg, margin), _truth(spec, scene)
+    frames, mask = _render(spec, scene, bg, margin)
+    return frames, mask, _truth(spec, scene)
 
 
 # ---------------------------------------------------------------- dataset
@@ -556,7 +571,8 @@ def heldout_prompts(config: SynthWorldConfig) -> list[dict[str, Any]]:
 def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split: str = "train") -> Path:
     """Render ``config.num_clips`` clips of ``split`` into ``out_dir`` and write ``<split>.jsonl``.
 
-    Clips go to ``out_dir/<split>/clip_NNNNN.mp4``; each manifest row carries the caption in the clip's
+    Clips go to ``out_dir/<split>/clip_NNNNN.mp4`` and their object masks (white = object, for mask-weighted
+    DiT training: ``flow.mask_weight``) to ``clip_NNNNN.mask.mp4``; each manifest row carries the caption in the clip's
     language plus shape, colour, size, ``motion_label`` (``motion`` is the manifest's numeric motion
     score, left unset), language, background, seed, the captions in every language, and the ground
     truth. The train split never contains a held-out combination.
@@ -574,8 +590,10 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split
     entries = []
     for i in range(config.num_clips):
         spec = sample_spec(config, i, split)
-        frames, truth = render_clip(spec)
+        frames, mask, truth = render_clip_with_mask(spec)
         path = write_video(frames, clips / f"clip_{i:05d}.mp4", fps=config.fps)
+        mask_path = write_video(np.repeat(mask[..., None], 3, axis=-1), clips / f"clip_{i:05d}.mask.mp4",
+                                fps=config.fps)
         extra: dict[str, Any] = {
             "split": split, "shape": spec.shape, "colour": spec.colour, "size": spec.size,
             "motion_label": spec.motion, "language": spec.language, "background": spec.background,
@@ -587,7 +605,8 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split
             extra.update(shape2=spec.shape2, colour2=spec.colour2, size2=spec.size2)
         entries.append(ManifestEntry(path=path, caption=caption_for(spec, spec.language, spec.variant),
                                      kind="video", fps=float(config.fps), width=config.width,
-                                     height=config.height, num_frames=config.frames, extra=extra))
+                                     height=config.height, num_frames=config.frames, mask=mask_path,
+                                     extra=extra))
     return write_manifest(entries, root / f"{split}.jsonl")
 
 

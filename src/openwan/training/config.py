@@ -11,6 +11,7 @@ before validation, so they are checked the same way.
 from __future__ import annotations
 
 import dataclasses
+import math
 import difflib
 import os
 import tomllib
@@ -64,6 +65,9 @@ class FlowConfig:
     shift: float = 1.0  # σ -> shift·σ / (1 + (shift - 1)·σ): > 1 spends more steps at high noise
     text_dropout: float = 0.1  # probability of training on the empty prompt (classifier-free guidance)
     dropout_prompt: str = ""
+    # Loss weight of latent cells a manifest's mask marks (1 = plain MSE). Small subjects on a large
+    # background hold a few percent of the loss; weighting them makes their shape and motion matter.
+    mask_weight: float = 1.0
 
 
 @dataclass
@@ -297,6 +301,9 @@ def validate(cfg: TrainConfig) -> None:
     need(cfg.flow.logit_std > 0, "flow.logit_std", "must be > 0")
     need(cfg.flow.shift > 0, "flow.shift", "must be > 0")
     need(0 <= cfg.flow.text_dropout <= 1, "flow.text_dropout", "must be in [0, 1]")
+    need(math.isfinite(cfg.flow.mask_weight) and cfg.flow.mask_weight > 0, "flow.mask_weight",
+         "must be a finite number > 0 (1 = unweighted)")
+    need(cfg.flow.mask_weight == 1 or cfg.run.task == "dit", "flow.mask_weight", "is only for task = 'dit'")
     need(cfg.optim.lr > 0, "optim.lr", "must be > 0")
     need(cfg.optim.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0 disables clipping)")
     need(0 <= cfg.optim.ema_decay < 1, "optim.ema_decay", "must be in [0, 1) (0 disables EMA)")

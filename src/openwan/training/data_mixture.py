@@ -51,7 +51,7 @@ class StageData:
 
     def __init__(self, stage: StageConfig, stage_index: int, datasets: dict[str, DatasetConfig], *, seed: int,
                  dp_rank: int = 0, dp_size: int = 1, num_workers: int = 0,
-                 caches: dict[str, LatentCache] | None = None) -> None:
+                 caches: dict[str, LatentCache] | None = None, masks: bool = False) -> None:
         self.stage = stage
         self.seed = seed
         self.stage_index = stage_index
@@ -61,9 +61,13 @@ class StageData:
         self.sources: list[_Source] = []
         for i, (name, weight) in enumerate(stage.datasets.items()):
             entries = load_entries(datasets[name])
-            dataset = ClipDataset(entries, buckets, fps=stage.fps, seed=seed + 7919 * i, name=name)
+            dataset = ClipDataset(entries, buckets, fps=stage.fps, seed=seed + 7919 * i, name=name, masks=masks)
             self.sources.append(_Source(name, weight, dataset, sampler_seed=seed + 1000 * stage_index + i,
                                         cache=(caches or {}).get(name)))
+        if masks and not any(e.mask is not None for src in self.sources for e in src.dataset.entries):
+            raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight) but none of its "
+                             "manifests has a 'mask' field; add mask videos to the manifest (`openwan data "
+                             "synth-world` writes them) or set flow.mask_weight = 1")
         self._weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
         for src in self.sources:  # fail now, before any compute, if a dataset has no full batch
             self._sampler(src)

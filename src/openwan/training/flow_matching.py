@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..configs import NUM_TRAIN_TIMESTEPS
+from ..errors import InputError
 from ..sampling import shift_sigmas
 from .config import FlowConfig
 
@@ -39,6 +40,26 @@ def model_timesteps(sigma: torch.Tensor) -> torch.Tensor:
     return sigma * NUM_TRAIN_TIMESTEPS
 
 
-def flow_matching_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean squared velocity error, in fp32."""
-    return F.mse_loss(prediction.float(), target.float())
+def flow_matching_loss(prediction: torch.Tensor, target: torch.Tensor,
+                       weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared velocity error, in fp32; with ``weight`` [B, 1, F, H, W] (broadcast over channels) the
+    weighted mean sum(w·e²) / sum(w)."""
+    if weight is None:
+        return F.mse_loss(prediction.float(), target.float())
+    err = (prediction.float() - target.float()).square()
+    w = weight.float().expand_as(err)
+    return (err * w).sum() / w.sum()
+
+
+def latent_mask(mask: torch.Tensor, temporal: int, spatial: int) -> torch.Tensor:
+    """Pixel mask [B, 1, F, H, W] -> the latent grid of a causal VAE [B, 1, 1 + (F-1)/temporal, H/s, W/s]:
+    each latent cell takes the maximum over the pixels it encodes (the first latent frame encodes frame 0
+    alone, each later one ``temporal`` frames), so a subject touching a cell counts in full."""
+    b, c, f, h, w = mask.shape
+    if (f - 1) % temporal or h % spatial or w % spatial:
+        raise InputError(f"mask of {f} frames at {w}x{h} does not fit the VAE's {temporal}x{spatial}x{spatial} "
+                         f"grid (frames must be {temporal}n+1, sides multiples of {spatial})")
+    first = mask[:, :, :1]
+    rest = mask[:, :, 1:].reshape(b, c, (f - 1) // temporal, temporal, h, w).amax(dim=3)
+    grid = torch.cat([first, rest], dim=2)
+    return F.max_pool3d(grid, kernel_size=(1, spatial, spatial))

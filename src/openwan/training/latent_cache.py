@@ -7,7 +7,8 @@ small safetensors files. The cached clip of a video is the one its first epoch w
 (clip start and frame sampling are deterministic), so a cached run differs from an uncached one only
 in not re-drawing clip starts each epoch.
 
-Layout: ``<root>/latents/<bucket>/<index>.safetensors`` ({"latents": [16, F', H', W']}, normalised),
+Layout: ``<root>/latents/<bucket>/<index>.safetensors`` ({"latents": [16, F', H', W']}, normalised, plus
+"mask": [1, F', H', W'] on the latent grid when the dataset is read with masks),
 ``<root>/text/<sha1(caption)>.safetensors`` ({"context": [tokens, d]}, trimmed to the prompt length) and
 ``<root>/source.json``: what the cache was encoded from (VAE + latent statistics, text encoder, tokenizer,
 the clips, fps). A run whose inputs differ stops with an error instead of training on stale latents.
@@ -47,11 +48,13 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def clips_fingerprint(entries: Sequence[ManifestEntry]) -> str:
-    """Identity of a dataset's clip list (cache files are named by position in it)."""
+def clips_fingerprint(entries: Sequence[ManifestEntry], masks: bool = False) -> str:
+    """Identity of a dataset's clip list (cache files are named by position in it), with the mask files
+    when the dataset is read with masks."""
     h = hashlib.sha1()
     for e in entries:
-        h.update(f"{e.path}\t{e.caption}\n".encode())
+        mask = f"\t{e.mask}" if masks else ""
+        h.update(f"{e.path}\t{e.caption}{mask}\n".encode())
     return h.hexdigest()
 
 
@@ -70,12 +73,17 @@ class LatentCache:
     def text_path(self, caption: str) -> Path:
         return self.root / "text" / f"{hashlib.sha1(caption.encode('utf-8')).hexdigest()}.safetensors"
 
-    def get_latents(self, index: int, bucket: Bucket) -> torch.Tensor | None:
+    def get_clip(self, index: int, bucket: Bucket) -> dict[str, torch.Tensor] | None:
+        """{"latents"} or {"latents", "mask"} of a cached clip; None when it is not cached."""
         p = self.latent_path(index, bucket)
-        return load_file(p)["latents"] if p.is_file() else None
+        return load_file(p) if p.is_file() else None
 
-    def put_latents(self, index: int, bucket: Bucket, z: torch.Tensor) -> None:
-        _save({"latents": z}, self.latent_path(index, bucket))
+    def get_latents(self, index: int, bucket: Bucket) -> torch.Tensor | None:
+        clip = self.get_clip(index, bucket)
+        return None if clip is None else clip["latents"]
+
+    def put_latents(self, index: int, bucket: Bucket, z: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        _save({"latents": z} if mask is None else {"latents": z, "mask": mask}, self.latent_path(index, bucket))
 
     def get_text(self, caption: str) -> torch.Tensor | None:
         p = self.text_path(caption)
@@ -109,21 +117,26 @@ class LatentCache:
 
 
 def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callable[[torch.Tensor], torch.Tensor],
-               encode_text: Callable[[list[str]], list[torch.Tensor]], rank: int = 0, world_size: int = 1,
-               progress: bool = True, desc: str = "cache") -> int:
+               encode_text: Callable[[list[str]], list[torch.Tensor]],
+               encode_mask: Callable[[torch.Tensor], torch.Tensor] | None = None, rank: int = 0,
+               world_size: int = 1, progress: bool = True, desc: str = "cache") -> int:
     """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet. Returns how
-    many were encoded; unreadable clips are recorded in ``dataset.skips`` and left uncached."""
+    many were encoded; unreadable clips are recorded in ``dataset.skips`` and left uncached. A dataset
+    read with masks needs ``encode_mask`` (pixel mask [B, 1, F, H, W] -> latent grid)."""
+    if dataset.masks and encode_mask is None:
+        raise InputError("fill_cache: the dataset is read with masks, so encode_mask is needed")
     from tqdm.auto import tqdm
 
     todo = [i for i, b in enumerate(dataset.buckets_of)
-            if b is not None and i % world_size == rank and cache.get_latents(i, b) is None]
+            if b is not None and i % world_size == rank and not cache.latent_path(i, b).is_file()]
     done = 0
     for i in tqdm(todo, desc=desc, unit="clip", disable=not progress or not todo):
         item = dataset[i]
         if isinstance(item, Skipped):
             dataset.skips.record(item.path, item.reason)
             continue
-        cache.put_latents(i, item.bucket, encode_video(item.video[None])[0])
+        mask = None if item.mask is None else encode_mask(item.mask[None])[0]
+        cache.put_latents(i, item.bucket, encode_video(item.video[None])[0], mask)
         if cache.get_text(item.caption) is None:
             cache.put_text(item.caption, encode_text([item.caption])[0])
         done += 1
@@ -132,7 +145,8 @@ def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callab
 
 class CachedClipDataset(Dataset):
     """A :class:`ClipDataset` whose samples come from the cache: ``Sample.video`` holds the clip's
-    normalised latents [16, F', H', W'] instead of pixels (``latents = True``)."""
+    normalised latents [16, F', H', W'] instead of pixels (``latents = True``), and ``Sample.mask`` the
+    latent-grid mask [1, F', H', W'] when the dataset is read with masks."""
 
     latents = True
 
@@ -150,7 +164,12 @@ class CachedClipDataset(Dataset):
     def __getitem__(self, index: int) -> Sample | Skipped:
         bucket = self.dataset.buckets_of[index]
         entry = self.dataset.entries[index]
-        z = self.cache.get_latents(index, bucket) if bucket is not None else None
-        if z is None:  # not encodable when the cache was filled (recorded then); skip it here too
+        clip = self.cache.get_clip(index, bucket) if bucket is not None else None
+        if clip is None:  # not encodable when the cache was filled (recorded then); skip it here too
             return Skipped(index, str(entry.path), "not in the latent cache (unreadable when cached)")
-        return Sample(video=z, caption=entry.caption, index=index, bucket=bucket, path=str(entry.path))
+        mask = clip.get("mask") if self.dataset.masks else None
+        if self.dataset.masks and mask is None:
+            raise InputError(f"latent cache {self.cache.root}: clip {index} ({entry.path}) was cached without "
+                             "its mask; delete the folder to re-encode")
+        return Sample(video=clip["latents"], caption=entry.caption, index=index, bucket=bucket,
+                      path=str(entry.path), mask=mask)

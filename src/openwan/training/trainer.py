@@ -37,7 +37,7 @@ from ..pipelines.loading import resolve_files
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import TrainConfig
 from .data_mixture import StageData, rng_for
-from .flow_matching import flow_matching_loss, model_timesteps, noisy_latents, sample_sigmas
+from .flow_matching import flow_matching_loss, latent_mask, model_timesteps, noisy_latents, sample_sigmas
 from .latent_cache import LatentCache, clips_fingerprint, fill_cache, tensors_fingerprint
 from .logger import MetricsLogger
 from .optim import EMA, build_optimizer, set_lr, stage_lr
@@ -177,6 +177,11 @@ class Trainer:
     def start_stage(self, index: int) -> None:
         """Called before each stage runs (also on resume into it)."""
 
+    @property
+    def reads_masks(self) -> bool:
+        """Whether the task's datasets read the manifests' mask videos (``Batch.mask``)."""
+        return False
+
     def prepare_caches(self, data: StageData) -> None:
         """Pre-encode what the stage's cached datasets need (DiT training)."""
 
@@ -265,7 +270,8 @@ class Trainer:
                     self.stage_index, self.step_in_stage, self.data_state = si, 0, {}
                 self.start_stage(si)
                 data = StageData(stage, si, self.datasets, seed=cfg.run.seed, dp_rank=self.dp_rank,
-                                 dp_size=self.dp_size, num_workers=self.num_workers, caches=self.caches)
+                                 dp_size=self.dp_size, num_workers=self.num_workers, caches=self.caches,
+                                 masks=self.reads_masks)
                 self.prepare_caches(data)
                 data.load_state_dict(self.data_state)
                 tic, samples = time.perf_counter(), 0
@@ -381,15 +387,16 @@ class DiTTrainer(Trainer):
         for src in data.sources:
             if src.cache is None:
                 continue
-            source = {**self.encoders_fingerprint, "clips": clips_fingerprint(src.dataset.entries),
-                      "fps": src.dataset.fps}
+            masks = src.dataset.masks
+            source = {**self.encoders_fingerprint, "clips": clips_fingerprint(src.dataset.entries, masks),
+                      "fps": src.dataset.fps, **({"masks": True} if masks else {})}
             if self.is_main:
                 src.cache.claim(source)
             if self.env.world_size > 1:
                 dist.barrier()
                 src.cache.claim(source, write=False)
             n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
-                           rank=self.env.rank, world_size=self.env.world_size,
+                           encode_mask=self.latent_mask if masks else None, rank=self.env.rank, world_size=self.env.world_size,
                            progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}")
             if self.env.world_size > 1:
                 dist.barrier()
@@ -401,10 +408,22 @@ class DiTTrainer(Trainer):
             if self.env.world_size > 1:
                 dist.barrier()
 
+    @property
+    def reads_masks(self) -> bool:
+        return self.cfg.flow.mask_weight != 1.0
+
+    def latent_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Pixel mask [B, 1, F, H, W] -> the VAE's latent grid [B, 1, F', H', W']."""
+        return latent_mask(mask, self.vae.temporal_stride, self.vae.spatial_stride)
+
     def train_step(self, src, batch, lr: float) -> tuple[float, float]:
         cfg = self.cfg
         set_lr(self.optimizer, lr)
         x0 = batch.video.to(self.device) if src.cache is not None else self.encode_video(batch.video)
+        weight = None
+        if self.reads_masks:
+            mask = batch.mask if src.cache is not None else self.latent_mask(batch.mask)
+            weight = 1.0 + (cfg.flow.mask_weight - 1.0) * mask.to(self.device)
         g = rng_for(cfg.run.seed, self.step, self.dp_rank)  # same on the ranks of a context-parallel group
         context = self._context(batch.captions, g, src.cache)
         sigma = sample_sigmas(x0.shape[0], cfg.flow, g)
@@ -416,7 +435,9 @@ class DiTTrainer(Trainer):
                    if cfg.model.activation_offload else contextlib.nullcontext())
         with autocast, offload:
             pred = self.dit(x_t, model_timesteps(sigma).to(self.device), context)
-        loss = flow_matching_loss(pred, target)
+        loss = flow_matching_loss(pred, target, weight)
+        if weight is not None:  # the plain MSE too, comparable with unweighted runs
+            self.step_logs["mse"] = flow_matching_loss(pred.detach(), target).item()
         if not torch.isfinite(loss):
             raise NumericalError(f"loss is {loss.item()} at step {self.step + 1} (stage {self.stage_index}); "
                                  "lower the learning rate or check the data")
