@@ -626,7 +626,8 @@ def add_synth_world_parser(subparsers) -> argparse.ArgumentParser:
         "synth-world", help="generate a procedural bilingual physics-world video dataset",
         description="Render short clips of coloured shapes that move, fall and bounce, collide, grow, "
         "shrink or sit under a panning camera, with English and Chinese captions and exact ground truth. "
-        "Writes OUT/<split>/clip_NNNNN.mp4 and the manifest OUT/<split>.jsonl. The same --seed always gives "
+        "Writes OUT/<split>/clip_NNNNN.mp4, its object mask clip_NNNNN.mask.mp4 (for flow.mask_weight in "
+        "DiT training) and the manifest OUT/<split>.jsonl. The same --seed always gives "
         "the same dataset. A fixed set of (shape, colour, motion) combinations never appears in the train "
         "split; render them with --split heldout to test generalisation.",
         epilog="example: openwan data synth-world data/world --clips 2000 --size 64x64 --frames 17 --seed 0")
