@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer import TWO_CLIPS, moving_square, write_clips, write_config
 
 from openwan.data.buckets import parse_bucket
 from openwan.data.dataset import MISSING, ClipDataset, Sample, Skipped
@@ -17,7 +18,6 @@ from openwan.errors import InputError
 from openwan.media import write_video
 from openwan.training.config import load_config
 from openwan.training.flow_matching import flow_matching_loss, latent_mask
-from test_trainer import TWO_CLIPS, moving_square, write_clips, write_config
 
 
 def test_latent_mask_takes_the_maximum_over_each_cells_causal_frames_and_pixels():
@@ -79,7 +79,13 @@ def _masked_clips(folder: Path) -> Path:
 
 
 def test_synth_world_masks_cover_exactly_the_objects_at_the_clips_frames(tmp_path):
-    from openwan.data.synth_world import COLOURS, SynthWorldConfig, generate_dataset, render_clip_with_mask, sample_spec
+    from openwan.data.synth_world import (
+        COLOURS,
+        SynthWorldConfig,
+        generate_dataset,
+        render_clip_with_mask,
+        sample_spec,
+    )
 
     config = SynthWorldConfig(num_clips=2, seed=3)
     manifest = generate_dataset(tmp_path, config)

@@ -213,7 +213,7 @@ def _float_field(v: Any, key: str, at: str, *, positive: bool) -> float | None:
 
 def _row(e: ManifestEntry, folder: Path, manifest: Path, i: int) -> dict[str, Any]:
     row: dict[str, Any] = {"path": _stored(e.path, folder), "caption": e.caption, "kind": e.kind}
-    for key in _KNOWN[3:-1]:
+    for key in _KNOWN[3:-1]:  # the scalar fields; mask is a path, stored relative like path
         value = getattr(e, key)
         if value is not None:
             row[key] = value

@@ -11,8 +11,8 @@ before validation, so they are checked the same way.
 from __future__ import annotations
 
 import dataclasses
-import math
 import difflib
+import math
 import os
 import tomllib
 import types
