@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,6 +100,34 @@ def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
     assert (run / "model" / tokenizer).read_bytes() != (recipe_run / "model" / tokenizer).read_bytes()
     new_vae, old_vae = (torch.load(f, weights_only=True) for f in (run / "model" / "Wan2.1_VAE.pth", vae_file))
     assert new_vae.keys() == old_vae.keys() and all(torch.equal(new_vae[k], old_vae[k]) for k in old_vae)
+
+
+def test_data_without_masks_is_rendered_again_with_identical_clips(recipe_run, tmp_path):
+    """A recipe folder from before synth-world wrote object masks resumes: the data step renders again,
+    the clips come out the same (so the trained VAE stays valid; H.264 may encode a clip a little
+    differently from run to run) and the manifest names the masks."""
+    import shutil
+
+    from openwan.data.manifest import read_manifest
+    from openwan.media import read_video
+    from openwan.training.recipe import build_data, load_recipe
+
+    data = tmp_path / "data"
+    shutil.copytree(recipe_run / "data", data)
+    rows = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    (data / "train.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "mask"}) + "\n"
+                                              for r in rows))
+    for f in data.glob("train/*.mask.mp4"):
+        f.unlink()
+    clips = {f.name: read_video(f)[0] for f in data.glob("train/*.mp4")}
+    recipe = load_recipe(RECIPE, ["data.clips=8"])
+    manifest = build_data(recipe, data)
+    entries = read_manifest(manifest)
+    assert len(entries) == 8 and all(e.mask is not None and e.mask.is_file() for e in entries)
+    again = {f.name: read_video(f)[0] for f in data.glob("train/clip_?????.mp4")}
+    assert again.keys() == clips.keys()
+    for name, frames in clips.items():
+        assert np.abs(again[name].astype(float) - frames).mean() < 2.0, name
 
 
 def test_recipe_errors_name_the_key(tmp_path):
