@@ -278,8 +278,8 @@ class ClipDataset(Dataset):
             if self.masks:
                 mask = self._mask(e, bucket, start if e.kind == "video" else 0.0)
         except MediaError as err:
-            broken = e.mask if self.masks and e.mask is not None and e.path.exists() else e.path
-            reason = MISSING if not broken.exists() else DECODE_FAILED
+            files = [e.path] + ([e.mask] if self.masks and e.mask is not None else [])
+            reason = MISSING if not all(f.exists() for f in files) else DECODE_FAILED
             self.skips.record(path, reason, str(err))
             return Skipped(i, path, reason, str(err), sampler_state=state)
         video = frames_to_tensor(frames)  # float32 [3, F, H, W] in [-1, 1]

@@ -78,10 +78,6 @@ class LatentCache:
         p = self.latent_path(index, bucket)
         return load_file(p) if p.is_file() else None
 
-    def get_latents(self, index: int, bucket: Bucket) -> torch.Tensor | None:
-        clip = self.get_clip(index, bucket)
-        return None if clip is None else clip["latents"]
-
     def put_latents(self, index: int, bucket: Bucket, z: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         _save({"latents": z} if mask is None else {"latents": z, "mask": mask}, self.latent_path(index, bucket))
 
