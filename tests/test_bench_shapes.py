@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from openwan.bench.suites.shapes import (
     DIRECTION_MOTIONS,
@@ -217,12 +218,14 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
     vae = rep["vae"]
     assert len(vae["clips"]) == 2 and vae["mean_psnr_db"] == pytest.approx(np.mean([c["psnr_db"] for c in vae["clips"]]))
     assert 0 < vae["mean_psnr_db"] < 100
+    assert vae["checker_aggregates"]["videos"] == 2 and all("shape_correct" in c["scores"] for c in vae["clips"])
     sens = rep["prompt_sensitivity"]
     assert set(sens["attributes"]) == {"colour", "shape", "motion"} and len(sens["clips"]) == 3
     assert sens["attributes"]["colour"]["increase"] == pytest.approx(r.sensitivity.by_attribute()["colour"]["increase"])
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| Colour accuracy |" in md and ">= 30 dB" in md and "Guidance helps" in md
     assert "## Prompt sensitivity" in md and "| motion | 1 |" in md
+    assert "## What the VAE lets through" in md and "| shape |" in md
     with Image.open(out / "grid.png") as im:
         assert im.width > 5 * 128 and im.height >= 3 * 128
     with Image.open(out / "grid.gif") as im:
@@ -314,3 +317,35 @@ def test_cjk_font_check_and_label_fallback() -> None:
     zh = next(p for p in shapes_prompts(languages=("zh",)) if p.motion == "grows")
     assert _label(zh, None) == "[zh] cyan triangle grows"
     assert _label(zh, "/some/cjk.ttf") == zh.prompt
+
+
+class _PixelVAE(torch.nn.Module):
+    """A stand-in VAE: the identity, or a box blur of ``blur`` pixels (what a weak decoder does to edges)."""
+
+    def __init__(self, blur: int = 0) -> None:
+        super().__init__()
+        self.blur = blur
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return video
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        if not self.blur:
+            return z
+        k = 2 * self.blur + 1
+        return torch.nn.functional.avg_pool3d(z, (1, k, k), stride=1, padding=(0, self.blur, self.blur),
+                                              count_include_pad=False)
+
+
+def test_checker_on_vae_reconstructions_is_the_ceiling_a_blurry_vae_lowers() -> None:
+    from openwan.bench.shapes_bench import vae_reconstruction
+
+    exact = vae_reconstruction(_PixelVAE(), width=64, height=64, frames=17, clips=12, progress=False)
+    ceiling = exact.checker_aggregates
+    assert exact.mean_psnr_db == 100.0 and ceiling["videos"] == 12
+    # an exact VAE lets every attribute through: the checker reads the renders themselves
+    assert ceiling["colour_accuracy"] == ceiling["shape_accuracy"] == ceiling["direction_accuracy"] == 1.0
+    blurry = vae_reconstruction(_PixelVAE(blur=2), width=64, height=64, frames=17, clips=12, progress=False)
+    assert blurry.checker_aggregates["shape_accuracy"] < 0.75  # corners and star points round off
+    assert blurry.checker_aggregates["colour_accuracy"] == 1.0 and blurry.to_dict()["checker_aggregates"]["videos"] == 12

@@ -149,3 +149,118 @@ def test_mask_weight_needs_masks_in_the_manifest_and_a_dit_task(tmp_path, tiny_o
         load_config(cfg, ["flow.mask_weight=0.0"])
     with pytest.raises(InputError, match="flow.mask_weight is only for task = 'dit'"):
         load_config(cfg, ["flow.mask_weight=2.0", "run.task=\"vae\""])
+
+
+# ---- the VAE: per-pixel mask weights --------------------------------------------------------------------------------
+
+
+def test_vae_mask_weights_dilate_the_mask_and_weigh_the_pixel_losses():
+    from openwan.training.vae_losses import l1_loss, mask_weights, mse_loss
+
+    mask = torch.zeros(1, 1, 2, 8, 8)
+    mask[0, 0, 1, 4, 4] = 1.0
+    w = mask_weights(mask, 10.0)
+    assert w[0, 0, 1, 4, 4] == 10.0 and w.sum() == 10.0 + 127
+    wide = mask_weights(mask, 10.0, dilation=1)
+    assert (wide[0, 0, 1, 3:6, 3:6] == 10.0).all() and wide.sum() == 9 * 10.0 + 119
+    assert (wide[0, 0, 0] == 1.0).all()  # dilation is within a frame, not across frames
+    g = torch.Generator().manual_seed(0)
+    recon, target = torch.randn(1, 3, 2, 8, 8, generator=g), torch.randn(1, 3, 2, 8, 8, generator=g)
+    for loss in (l1_loss, mse_loss):
+        torch.testing.assert_close(loss(recon, target, torch.full_like(mask, 3.0)), loss(recon, target))
+        pixel = loss(recon[0, :, 1, 4, 4], target[0, :, 1, 4, 4])
+        torch.testing.assert_close(loss(recon, target, mask_weights(mask, 1e7)), pixel, rtol=1e-3, atol=1e-5)
+    with pytest.raises(InputError, match="batch, 1, frames, height, width"):
+        mask_weights(torch.zeros(1, 3, 2, 8, 8), 2.0)
+
+
+def test_vae_objective_weighs_masked_pixels_and_logs_the_plain_losses():
+    from openwan.configs import VAEConfig
+    from openwan.models.vae import WanVAE
+    from openwan.training.vae_objective import VAELossConfig, VAEObjective
+
+    torch.manual_seed(0)
+    vae = WanVAE(VAEConfig(dim=8, z_dim=4, dim_mult=(1, 2, 2, 2), num_res_blocks=1, latents_mean=(0.0,) * 4,
+                           latents_std=(1.0,) * 4))
+    video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
+    mask = torch.zeros(1, 1, 5, 32, 32)
+    mask[..., 8:16, 8:16] = 1.0
+    config = VAELossConfig(l1=1.0, l2=2.0, kl=0.0, mask_weight=1e7, sample_posterior=False)
+    out = VAEObjective(vae, config).generator_step(video, 0, mask=mask)
+    inside = (slice(None), slice(None), slice(None), slice(8, 16), slice(8, 16))
+    err = out.recon[inside] - video[inside]
+    torch.testing.assert_close(out.loss, err.abs().mean() + 2.0 * err.square().mean(), rtol=1e-3, atol=1e-5)
+    assert out.logs["l1"] == pytest.approx((out.recon - video).abs().mean().item(), rel=1e-4)
+    assert out.logs["l2"] == pytest.approx((out.recon - video).square().mean().item(), rel=1e-4)
+    with pytest.raises(InputError, match="needs the clips' mask"):
+        VAEObjective(vae, config).generator_step(video, 0)
+    with pytest.raises(InputError, match="mask_weight must be a finite number > 0"):
+        VAELossConfig(mask_weight=0.0)
+    with pytest.raises(InputError, match="mask_dilation must be a whole number"):
+        VAELossConfig(mask_dilation=-1)
+
+
+def _vae_config(tmp_path: Path, base: Path, manifest: Path, loss: str) -> Path:
+    cfg = tmp_path / "vae.toml"
+    cfg.write_text(f"""
+[run]
+output_dir = "{tmp_path / 'vae-run'}"
+task = "vae"
+[model]
+base = "{base}"
+init = "random"
+[vae.loss]
+{loss}
+[logging]
+every = 1
+progress = false
+tensorboard = false
+[[datasets]]
+name = "clips"
+manifest = "{manifest}"
+[[stages]]
+name = "image"
+steps = 2
+batch_size = 2
+buckets = ["64x64"]
+datasets = {{ clips = 1 }}
+[[stages]]
+name = "video"
+steps = 1
+batch_size = 1
+buckets = ["64x64x5"]
+datasets = {{ clips = 1 }}
+""")
+    return cfg
+
+
+def test_mask_weighted_vae_training_reads_masks_in_image_and_video_stages(tmp_path, tiny_official, monkeypatch):
+    from openwan.training import train, vae_objective
+
+    seen = []
+    original = vae_objective.VAEObjective.generator_step
+
+    def spy(self, video, step, generator=None, mask=None):
+        seen.append((tuple(video.shape), None if mask is None else tuple(mask.shape), float(mask.max())))
+        return original(self, video, step, generator, mask)
+
+    monkeypatch.setattr(vae_objective.VAEObjective, "generator_step", spy)
+    manifest = _masked_clips(tmp_path / "clips")
+    cfg = _vae_config(tmp_path, tiny_official, manifest, "mask_weight = 10.0\nmask_dilation = 2")
+    result = train(load_config(cfg))
+    assert result.steps == 3 and all(np.isfinite(result.losses))
+    # image stage: single frames and their masks; video stage: the clip and its mask; the square is in each
+    assert [s[:2] for s in seen] == [((2, 3, 1, 64, 64), (2, 1, 1, 64, 64))] * 2 + [((1, 3, 5, 64, 64), (1, 1, 5, 64, 64))]
+    assert all(s[2] > 0.9 for s in seen)
+    rows = [json.loads(line) for line in (tmp_path / "vae-run" / "metrics.jsonl").read_text().splitlines()]
+    assert all("l1" in r and "l2" not in r for r in rows if "loss" in r)
+
+
+def test_vae_mask_weight_needs_masks_in_the_manifest(tmp_path, tiny_official):
+    from openwan.training import train
+
+    manifest = write_clips(tmp_path / "clips", TWO_CLIPS)
+    with pytest.raises(InputError, match="vae.loss.mask_weight.*none of its manifests has a 'mask' field"):
+        train(load_config(_vae_config(tmp_path, tiny_official, manifest, "mask_weight = 4.0")))
+    with pytest.raises(InputError, match="mask_weight must be a finite number > 0"):
+        train(load_config(_vae_config(tmp_path, tiny_official, manifest, "mask_weight = -2.0")))

@@ -6,6 +6,7 @@ import json
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from test_trainer import moving_square
 
@@ -107,3 +108,52 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
     assert after >= before + 5
     # The discriminator trained once the GAN stage began.
     assert (tmp_path / "run" / "checkpoints").is_dir()
+
+
+def test_freeze_encoder_trains_the_decoder_only_so_latents_stay_valid(tmp_path, tiny_official):
+    from openwan.checkpoint.loader import load_vae
+    from openwan.pipelines.loading import resolve_files
+    from openwan.errors import InputError
+
+    manifest = _clips(tmp_path / "train", [((220, 30, 30), 1, 0), ((30, 200, 30), 0, 1)])
+    cfg_path = tmp_path / "vae.toml"
+    cfg_path.write_text(textwrap.dedent(f"""
+        [run]
+        output_dir = "{tmp_path / 'run'}"
+        task = "vae"
+        [model]
+        base = "{tiny_official}"
+        init = "base"
+        [optim]
+        lr = 1e-2
+        [vae]
+        freeze_encoder = true
+        [vae.loss]
+        sample_posterior = false
+        [logging]
+        progress = false
+        tensorboard = false
+        [[datasets]]
+        name = "clips"
+        manifest = "{manifest}"
+        [[stages]]
+        name = "image"
+        steps = 2
+        batch_size = 2
+        buckets = ["32x32"]
+        datasets = {{ clips = 1 }}
+        [[stages]]
+        name = "video"
+        steps = 1
+        batch_size = 1
+        buckets = ["32x32x5"]
+        datasets = {{ clips = 1 }}
+    """))
+    result = train(load_config(cfg_path))
+    before = dict(load_vae(resolve_files(tiny_official).vae).named_parameters())
+    after = dict(load_vae(result.export_dir / "Wan2.1_VAE.pth").named_parameters())
+    for name, value in before.items():
+        same = torch.equal(value, after[name])
+        assert same == name.startswith(("encoder.", "conv1.")), name  # encoder kept, decoder trained
+    with pytest.raises(InputError, match="vae.freeze_encoder needs model.init = 'base'"):
+        load_config(cfg_path, ['model.init="random"'])

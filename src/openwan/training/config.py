@@ -136,6 +136,9 @@ class VAETrainSettings:
 
     loss: dict[str, Any] = field(default_factory=dict)  # VAELossConfig fields
     disc_lr: float | None = None  # discriminator LR (default: the stage LR)
+    # Train the decoder only (model.init = "base"): the encoder, and so every latent it makes, stays as it
+    # was, so latent caches, latent statistics and a DiT trained on them stay valid with the new decoder.
+    freeze_encoder: bool = False
 
 
 @dataclass
@@ -332,6 +335,8 @@ def validate(cfg: TrainConfig) -> None:
         for k in cfg.model.vae:
             need(k in known, f"model.vae.{k}", f"is not a VAE config field ({', '.join(sorted(known))})")
         need(cfg.model.init == "random" or not cfg.model.vae, "model.vae", "overrides need model.init = 'random'")
+        need(not cfg.vae.freeze_encoder or cfg.model.init == "base", "vae.freeze_encoder",
+             "needs model.init = 'base' (a trained encoder to keep)")
         loss_fields = {f.name for f in dataclasses.fields(VAELossConfig)}
         for k in cfg.vae.loss:
             need(k in loss_fields, f"vae.loss.{k}", f"is not a VAE loss setting ({', '.join(sorted(loss_fields))})")

@@ -107,12 +107,15 @@ def build_frozen(cfg: TrainConfig, device: torch.device, text_len: int) -> tuple
 class _ModelState:
     """DCP ``Stateful`` of the model + optimizer; FSDP2 DTensors stay sharded in the checkpoint."""
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, *, frozen: bool = False) -> None:
+        # frozen=True also saves frozen parameters (a VAE whose encoder is kept: export reads the whole
+        # model from the checkpoint); by default they are left out, as for LoRA's frozen base
+        self.model, self.optimizer, self.frozen = model, optimizer, frozen
 
     def state_dict(self) -> dict[str, Any]:
         trainable_only = StateDictOptions(ignore_frozen_params=True)
-        return {"model": get_model_state_dict(self.model, options=trainable_only),
+        model_opts = StateDictOptions(ignore_frozen_params=not self.frozen)
+        return {"model": get_model_state_dict(self.model, options=model_opts),
                 "optim": get_optimizer_state_dict(self.model, self.optimizer, options=trainable_only)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

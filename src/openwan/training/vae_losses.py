@@ -28,16 +28,37 @@ def _check_pair(recon: Tensor, target: Tensor) -> None:
         raise InputError(f"reconstruction {tuple(recon.shape)} and target {tuple(target.shape)} differ in shape")
 
 
-def l1_loss(recon: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute error over all elements."""
-    _check_pair(recon, target)
-    return (recon - target.to(recon.dtype)).abs().mean()
+def _mean(err: Tensor, weight: Tensor | None) -> Tensor:
+    if weight is None:
+        return err.mean()
+    weight = weight.to(err.device, err.dtype).expand_as(err)
+    return (err * weight).sum() / weight.sum()
 
 
-def mse_loss(recon: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over all elements."""
+def l1_loss(recon: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean absolute error over all elements; with ``weight`` (broadcastable to them, e.g. a per-pixel
+    [B, 1, F, H, W]) the weighted mean."""
     _check_pair(recon, target)
-    return (recon - target.to(recon.dtype)).square().mean()
+    return _mean((recon - target.to(recon.dtype)).abs(), weight)
+
+
+def mse_loss(recon: Tensor, target: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Mean squared error over all elements; ``weight`` as in :func:`l1_loss`."""
+    _check_pair(recon, target)
+    return _mean((recon - target.to(recon.dtype)).square(), weight)
+
+
+def mask_weights(mask: Tensor, weight: float, dilation: int = 0) -> Tensor:
+    """Per-pixel loss weights from a subject mask [B, 1, F, H, W] in [0, 1]: ``weight`` on the subject,
+    1 elsewhere, blending on antialiased edges. ``dilation`` widens the mask by that many pixels in
+    each frame, so the ring around a subject, where a blurry reconstruction smears its colour into the
+    background, weighs as much as the subject."""
+    if mask.dim() != 5 or mask.shape[1] != 1:
+        raise InputError(f"a loss mask must be [batch, 1, frames, height, width], got {tuple(mask.shape)}")
+    if dilation > 0:
+        k = 2 * dilation + 1
+        mask = F.max_pool3d(mask.float(), (1, k, k), stride=1, padding=(0, dilation, dilation))
+    return 1.0 + (weight - 1.0) * mask.float()
 
 
 def kl_loss(mu: Tensor, logvar: Tensor) -> Tensor:

@@ -87,6 +87,9 @@ class VAETrainer(Trainer):
                 with torch.device(self.device):
                     vae = ImageVAE(base_vae_config(cfg)) if kind == "image" else WanVAE(base_vae_config(cfg))
         vae.train().requires_grad_(True)
+        if cfg.vae.freeze_encoder:
+            for part in (vae.encoder, vae.conv1):  # conv1 maps encoder features to the latent moments
+                part.requires_grad_(False)
         vae.gradient_checkpointing = cfg.model.gradient_checkpointing
         self.kind = kind
         self.objective = VAEObjective(vae, self.loss_config).to(self.device)
@@ -106,8 +109,12 @@ class VAETrainer(Trainer):
         if kind == "video" and self.kind == "image":
             self._build("video", inflate_image_vae(self.vae))
 
+    @property
+    def reads_masks(self) -> bool:
+        return self.loss_config.mask_weight != 1.0
+
     def shared_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"vae": _ModelState(self.vae, self.optimizer)}
+        state: dict[str, Any] = {"vae": _ModelState(self.vae, self.optimizer, frozen=True)}
         if self.discriminator is not None:
             state["disc"] = _ModelState(self.discriminator, self.disc_optimizer)
         return state
@@ -122,7 +129,8 @@ class VAETrainer(Trainer):
         set_lr(self.optimizer, lr)
         video = batch.video.to(self.device)
         g = rng_for(cfg.run.seed, self.step, 1)
-        out = self.objective.generator_step(video, self.step, generator=g)
+        out = self.objective.generator_step(video, self.step, generator=g,
+                                            mask=batch.mask if self.reads_masks else None)
         if not torch.isfinite(out.loss):
             from ..errors import NumericalError
 
