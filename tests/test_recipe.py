@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,11 @@ SHORT = [
     "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
     "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
     "--dit-set", "logging.progress=false",
+    # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it)
+    "--set", 'decoder="decoder.toml"',
+    "--decoder-set", "stages.0.steps=2", "--decoder-set", "stages.0.batch_size=4",
+    "--decoder-set", "stages.1.steps=1", "--decoder-set", "stages.1.batch_size=1",
+    "--decoder-set", "logging.progress=false",
 ]
 
 
@@ -65,6 +71,14 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     # Chinese attribute words are pieces of their own, not merged into "一个红色的圆"-style phrases
     pieces = tok.convert_ids_to_tokens(tok("一个小的绿色正方形向左移动").input_ids)
     assert {"小的", "绿色", "正方形"} <= set(pieces), pieces
+    # The model's VAE is the decoder step's: the VAE step's encoder (so the DiT's latents), a new decoder.
+    vae_file = "Wan2.1_VAE.pth"
+    shipped, tuned, first = (torch.load(d / vae_file, weights_only=True)
+                             for d in (model, recipe_run / "decoder" / "final", recipe_run / "vae" / "final"))
+    assert all(torch.equal(shipped[k], tuned[k]) for k in tuned)
+    encoder = [k for k in first if k.startswith(("encoder.", "conv1."))]
+    assert encoder and all(torch.equal(shipped[k], first[k]) for k in encoder)
+    assert any(not torch.equal(shipped[k], first[k]) for k in first if k.startswith("decoder."))
     result = pipe.generate("一个红色的圆落下并弹起", seed=1, progress=False)
     m = result.metadata
     assert result.frames.shape == (17, 64, 64, 3)
@@ -78,27 +92,27 @@ def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
     assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(recipe_run))}", *SHORT]) == 0
     assert (vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns) == before
     log = capsys.readouterr().out
-    assert "vae training" not in log and "dit training" not in log
+    assert "vae training" not in log and "dit training" not in log and "decoder" not in log
 
 
 def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
-    """Replacing the tokenizer/text encoder keeps the trained VAE: the latents step takes text from the
-    text step, so the final model carries the new tokenizer with the old VAE."""
+    """Replacing the tokenizer/text encoder keeps the trained VAE and decoder: the latents step takes text
+    from the text step, so the final model carries the new tokenizer with the old VAE."""
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(recipe_run, run)
     for step in ("scaffold", "text", "latents", "dit", "model"):
         shutil.rmtree(run / step)
-    vae_file = run / "vae" / "final" / "Wan2.1_VAE.pth"
-    before = vae_file.stat().st_mtime_ns
+    vae_file, decoder_file = (run / step / "final" / "Wan2.1_VAE.pth" for step in ("vae", "decoder"))
+    before = vae_file.stat().st_mtime_ns, decoder_file.stat().st_mtime_ns
     assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(run))}", "--set", "tokenizer.pieces=140",
                  *SHORT]) == 0
-    assert vae_file.stat().st_mtime_ns == before
+    assert (vae_file.stat().st_mtime_ns, decoder_file.stat().st_mtime_ns) == before
     tokenizer = "google/umt5-xxl/tokenizer.json"
     assert (run / "model" / tokenizer).read_bytes() == (run / "scaffold" / tokenizer).read_bytes()
     assert (run / "model" / tokenizer).read_bytes() != (recipe_run / "model" / tokenizer).read_bytes()
-    new_vae, old_vae = (torch.load(f, weights_only=True) for f in (run / "model" / "Wan2.1_VAE.pth", vae_file))
+    new_vae, old_vae = (torch.load(f, weights_only=True) for f in (run / "model" / "Wan2.1_VAE.pth", decoder_file))
     assert new_vae.keys() == old_vae.keys() and all(torch.equal(new_vae[k], old_vae[k]) for k in old_vae)
 
 
@@ -168,3 +182,27 @@ def test_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(bundled, "BUNDLED_MODEL_NAME", "not-there")
     with pytest.raises(CheckpointError, match="bundled model is missing.*--model"):
         bundled.bundled_model_path()
+
+
+def test_the_decoder_step_must_keep_the_encoder(recipe_run, tmp_path):
+    from openwan.training.recipe import load_recipe, run_recipe, take_decoder
+
+    # a decoder config that would train the encoder too is refused before any step runs
+    recipe = load_recipe(RECIPE, [f"output_dir={json.dumps(str(tmp_path / 'run'))}", 'decoder="decoder.toml"'])
+    recipe.decoder_overrides = ["vae.freeze_encoder=false"]
+    with pytest.raises(InputError, match="vae.freeze_encoder = true"):
+        run_recipe(recipe)
+    assert not (tmp_path / "run").exists()
+    # and a VAE file whose encoder differs from the model's is not put into the model
+    model = tmp_path / "model"
+    shutil.copytree(recipe_run / "model", model)
+    other = tmp_path / "other"
+    shutil.copytree(recipe_run / "decoder" / "final", other)
+    state = torch.load(other / "Wan2.1_VAE.pth", weights_only=True)
+    key = next(k for k in state if k.startswith("encoder."))
+    state[key] = state[key] + 1
+    torch.save(state, other / "Wan2.1_VAE.pth")
+    before = (model / "Wan2.1_VAE.pth").read_bytes()
+    with pytest.raises(InputError, match="does not keep the model's encoder"):
+        take_decoder(other, model)
+    assert (model / "Wan2.1_VAE.pth").read_bytes() == before

@@ -162,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe", help="build a whole model from a recipe: data, tokenizer, VAE, latent stats, DiT, export",
         description="Run every step of a recipe file (e.g. configs/shapes-world/recipe.toml, which made the "
         "bundled model): render the data, train a tokenizer, build the text encoder, train the VAE, measure "
-        "its latent statistics, train the DiT and write <output_dir>/model with its sampling defaults. "
+        "its latent statistics, optionally fine-tune the VAE's decoder (the recipe's `decoder` config; the "
+        "encoder and so the latents stay), train the DiT and write <output_dir>/model with its sampling defaults. "
         "Re-running resumes: finished steps are skipped and training resumes from its checkpoints.",
         epilog="example: openwan recipe configs/shapes-world/recipe.toml --set data.clips=64 "
         "--vae-set stages.0.steps=10 --dit-set stages.0.steps=10")
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a value of the VAE training config, e.g. --vae-set stages.0.steps=10")
     rc.add_argument("--dit-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a value of the DiT training config, e.g. --dit-set stages.0.steps=10")
+    rc.add_argument("--decoder-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of the decoder fine-tuning config (the recipe's `decoder`)")
 
     e = sub.add_parser(
         "export", help="write a training run's model as an inference checkpoint (official layout)",
@@ -315,6 +318,7 @@ def _recipe(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides)
     recipe.vae_overrides += args.vae_set
     recipe.dit_overrides += args.dit_set
+    recipe.decoder_overrides += args.decoder_set
     model = run_recipe(recipe)
     print(f"model written to {model}; try: openwan generate \"a red circle falls and bounces\" --model {model}")
     return 0

@@ -12,6 +12,9 @@ resumes (the two training steps also resume from their own checkpoints):
 3. ``vae``       ``openwan train`` on the VAE config (image stage -> inflation -> video stage);
 4. ``latents``   per-channel latent mean/std of the trained VAE over training clips, written to
                  ``vae_config.json`` so latents are normalised like Wan's;
+   ``decoder``   optional (``decoder = "decoder.toml"``): ``openwan train`` on a decoder-only fine-tune of
+                 that VAE (``vae.freeze_encoder = true``); the latents, so the statistics and the DiT, are
+                 unchanged, and the final model takes its sharper decoder;
 5. ``dit``       ``openwan train`` on the DiT config (latents and text embeddings cached once);
 6. ``model``     the final official-layout checkpoint plus ``sample_config.json`` (native size, frames,
                  steps, shift, guidance) that ``openwan generate`` uses as its defaults.
@@ -74,6 +77,7 @@ class Recipe:
     output_dir: str = "runs/recipe"  # relative to the recipe file
     vae: str = "vae.toml"  # training configs, relative to the recipe file
     dit: str = "dit.toml"
+    decoder: str = ""  # optional decoder-only VAE fine-tune (vae.freeze_encoder = true); "" = none
     stats_clips: int = 256  # clips encoded for the latent mean/std
     data: RecipeData = field(default_factory=RecipeData)
     tokenizer: RecipeTokenizer = field(default_factory=RecipeTokenizer)
@@ -82,6 +86,7 @@ class Recipe:
     sample: dict[str, Any] = field(default_factory=dict)
     vae_overrides: list[str] = field(default_factory=list)  # --set items for the VAE config
     dit_overrides: list[str] = field(default_factory=list)
+    decoder_overrides: list[str] = field(default_factory=list)
     source: str = ""
 
 
@@ -99,8 +104,10 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     recipe = _build(Recipe, raw, "", str(path))
     recipe.source = str(path)
     root = path.parent
-    for name in ("output_dir", "vae", "dit"):
+    for name in ("output_dir", "vae", "dit", "decoder"):
         value = Path(getattr(recipe, name))
+        if name == "decoder" and not recipe.decoder:
+            continue
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
     sample_defaults(recipe)
@@ -273,6 +280,8 @@ def build_latent_stats(recipe: Recipe, vae_model: Path, text: Path, manifest: Pa
 
 def run_recipe(recipe: Recipe) -> Path:
     """Run (or resume) every step of ``recipe``; returns the final model folder."""
+    if recipe.decoder:
+        check_decoder_config(recipe)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -296,6 +305,13 @@ def run_recipe(recipe: Recipe) -> Path:
     if not base.is_dir():
         _log(f"latent statistics over {recipe.stats_clips} clips -> {base}")
         build_latent_stats(recipe, vae_model, text, manifest, base)
+    decoder = None
+    if recipe.decoder:
+        decoder = out / "decoder" / "final"
+        if not (decoder / "config.json").is_file():
+            _log("vae decoder fine-tuning (encoder frozen)")
+            decoder = _train(recipe.decoder, recipe.decoder_overrides, output_dir=out / "decoder", base=base,
+                             manifest=manifest)
     dit_model = out / "dit" / "final"
     if not (dit_model / "config.json").is_file():
         _log("dit training")
@@ -304,11 +320,44 @@ def run_recipe(recipe: Recipe) -> Path:
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(dit_model, tmp)
+    if decoder is not None:
+        take_decoder(decoder, tmp)
     write_sample_config(tmp, sample_defaults(recipe))
     shutil.rmtree(model, ignore_errors=True)
     tmp.rename(model)
     _log(f"done in {(time.time() - started) / 60:.1f} min: {model}")
     return model
+
+
+def check_decoder_config(recipe: Recipe) -> None:
+    """The decoder step's config (with its overrides) must keep the encoder: the DiT is trained on the
+    encoder's latents. Checked before any step runs."""
+    from .config import load_config
+
+    cfg = load_config(recipe.decoder, recipe.decoder_overrides)
+    if cfg.run.task != "vae" or not cfg.vae.freeze_encoder or cfg.model.init != "base":
+        raise InputError(f"{recipe.source}: decoder = {recipe.decoder} must be a VAE run (task = 'vae') with "
+                         "model.init = 'base' and vae.freeze_encoder = true: the DiT is trained on the encoder's "
+                         "latents, so only the decoder may change")
+
+
+def take_decoder(decoder: Path, model: Path) -> None:
+    """Put the VAE of the ``decoder`` run's export into the ``model`` folder, after checking that its
+    encoder is the model's own (bit for bit)."""
+    from ..checkpoint.layout import find_checkpoint
+    from ..checkpoint.loader import read_official_state_dict
+
+    new_files, old_files = find_checkpoint(decoder), find_checkpoint(model)
+    new = read_official_state_dict(new_files.vae, "vae", new_files.expected_layout)
+    old = read_official_state_dict(old_files.vae, "vae", old_files.expected_layout)
+    if set(old) != set(new):
+        raise InputError(f"{decoder}: its VAE does not keep the model's encoder: the keys differ "
+                         f"(e.g. {sorted(set(old) ^ set(new))[:5]})")
+    changed = sorted(k for k in old if k.startswith(("encoder.", "conv1.")) and not torch.equal(old[k], new[k]))
+    if changed:
+        raise InputError(f"{decoder}: its VAE does not keep the model's encoder ({len(changed)} encoder tensors "
+                         f"differ, e.g. {changed[:3]})")
+    shutil.copyfile(new_files.vae, old_files.vae)
 
 
 def recipe_summary(recipe: Recipe) -> dict[str, Any]:
