@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from test_trainer import TWO_CLIPS, moving_square, write_clips, write_config
+from test_vae_trainer import short_vae_config
 
 from openwan.data.buckets import parse_bucket
 from openwan.data.dataset import MISSING, ClipDataset, Sample, Skipped
@@ -201,37 +202,7 @@ def test_vae_objective_weighs_masked_pixels_and_logs_the_plain_losses():
 
 
 def _vae_config(tmp_path: Path, base: Path, manifest: Path, loss: str) -> Path:
-    cfg = tmp_path / "vae.toml"
-    cfg.write_text(f"""
-[run]
-output_dir = "{tmp_path / 'vae-run'}"
-task = "vae"
-[model]
-base = "{base}"
-init = "random"
-[vae.loss]
-{loss}
-[logging]
-every = 1
-progress = false
-tensorboard = false
-[[datasets]]
-name = "clips"
-manifest = "{manifest}"
-[[stages]]
-name = "image"
-steps = 2
-batch_size = 2
-buckets = ["64x64"]
-datasets = {{ clips = 1 }}
-[[stages]]
-name = "video"
-steps = 1
-batch_size = 1
-buckets = ["64x64x5"]
-datasets = {{ clips = 1 }}
-""")
-    return cfg
+    return short_vae_config(tmp_path, base, manifest, size=64, sections=f"[vae.loss]\n{loss}")
 
 
 def test_mask_weighted_vae_training_reads_masks_in_image_and_video_stages(tmp_path, tiny_official, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,45 +111,51 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
     assert (tmp_path / "run" / "checkpoints").is_dir()
 
 
+def short_vae_config(tmp: Path, base: Path, manifest: Path, *, size: int, init: str = "random",
+                     sections: str = "") -> Path:
+    """A VAE run of an image stage (2 steps) and a video stage (1 step) at ``size`` px; ``sections`` is
+    extra TOML (e.g. ``[vae.loss]`` settings)."""
+    cfg = tmp / "vae.toml"
+    cfg.write_text(f"""
+[run]
+output_dir = "{tmp / 'vae-run'}"
+task = "vae"
+[model]
+base = "{base}"
+init = "{init}"
+{sections}
+[logging]
+every = 1
+progress = false
+tensorboard = false
+[[datasets]]
+name = "clips"
+manifest = "{manifest}"
+[[stages]]
+name = "image"
+steps = 2
+batch_size = 2
+buckets = ["{size}x{size}"]
+datasets = {{ clips = 1 }}
+[[stages]]
+name = "video"
+steps = 1
+batch_size = 1
+buckets = ["{size}x{size}x5"]
+datasets = {{ clips = 1 }}
+""")
+    return cfg
+
+
 def test_freeze_encoder_trains_the_decoder_only_so_latents_stay_valid(tmp_path, tiny_official):
     from openwan.checkpoint.loader import load_vae
-    from openwan.pipelines.loading import resolve_files
     from openwan.errors import InputError
+    from openwan.pipelines.loading import resolve_files
 
     manifest = _clips(tmp_path / "train", [((220, 30, 30), 1, 0), ((30, 200, 30), 0, 1)])
-    cfg_path = tmp_path / "vae.toml"
-    cfg_path.write_text(textwrap.dedent(f"""
-        [run]
-        output_dir = "{tmp_path / 'run'}"
-        task = "vae"
-        [model]
-        base = "{tiny_official}"
-        init = "base"
-        [optim]
-        lr = 1e-2
-        [vae]
-        freeze_encoder = true
-        [vae.loss]
-        sample_posterior = false
-        [logging]
-        progress = false
-        tensorboard = false
-        [[datasets]]
-        name = "clips"
-        manifest = "{manifest}"
-        [[stages]]
-        name = "image"
-        steps = 2
-        batch_size = 2
-        buckets = ["32x32"]
-        datasets = {{ clips = 1 }}
-        [[stages]]
-        name = "video"
-        steps = 1
-        batch_size = 1
-        buckets = ["32x32x5"]
-        datasets = {{ clips = 1 }}
-    """))
+    cfg_path = short_vae_config(tmp_path, tiny_official, manifest, size=32, init="base",
+                                sections="[optim]\nlr = 1e-2\n[vae]\nfreeze_encoder = true\n"
+                                         "[vae.loss]\nsample_posterior = false")
     result = train(load_config(cfg_path))
     before = dict(load_vae(resolve_files(tiny_official).vae).named_parameters())
     after = dict(load_vae(result.export_dir / "Wan2.1_VAE.pth").named_parameters())
