@@ -111,7 +111,7 @@ class VAETrainer(Trainer):
 
     @property
     def reads_masks(self) -> bool:
-        return self.loss_config.mask_weight != 1.0
+        return self.objective.reads_masks
 
     def shared_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"vae": _ModelState(self.vae, self.optimizer, frozen=True)}
@@ -129,8 +129,7 @@ class VAETrainer(Trainer):
         set_lr(self.optimizer, lr)
         video = batch.video.to(self.device)
         g = rng_for(cfg.run.seed, self.step, 1)
-        out = self.objective.generator_step(video, self.step, generator=g,
-                                            mask=batch.mask if self.reads_masks else None)
+        out = self.objective.generator_step(video, self.step, generator=g, mask=batch.mask)  # None unless read
         if not torch.isfinite(out.loss):
             from ..errors import NumericalError
 
