@@ -146,6 +146,17 @@ def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_
     source = tmp_path / "run" / "cache" / "clips" / "source.json"
     assert {"vae", "latent_statistics", "text_encoder", "tokenizer", "clips", "fps"} <= json.loads(source.read_text()).keys()
     train(load_config(cfg, ["stages.0.steps=2"]))  # same inputs: the cache is reused
+    # The run folder and its clips copied elsewhere together: still the same inputs, nothing re-encoded.
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(two_clips.parent, moved / "clips")
+    shutil.copytree(tmp_path / "run", moved / "run")
+    latent = moved / "run" / "cache" / "clips" / "latents" / "64x64x5" / "00000000.safetensors"
+    stamp = latent.stat().st_mtime_ns
+    train(load_config(cfg, [f"run.output_dir={json.dumps(str(moved / 'run'))}", "stages.0.steps=3",
+                            f"datasets.0.manifest={json.dumps(str(moved / 'clips' / two_clips.name))}"]))
+    assert latent.stat().st_mtime_ns == stamp
     other_base = write_random_checkpoint(tmp_path / "other", layout="official", seed=1)
     with pytest.raises(InputError, match=r"cache.*clips was encoded from a different text_encoder, vae"):
         train(load_config(cfg, [f"model.base={json.dumps(str(other_base))}", "stages.0.steps=3"]))

@@ -50,11 +50,18 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
 
 def clips_fingerprint(entries: Sequence[ManifestEntry], masks: bool = False) -> str:
     """Identity of a dataset's clip list (cache files are named by position in it), with the mask files
-    when the dataset is read with masks."""
+    when the dataset is read with masks. Paths count relative to the folder that holds all of them, so a
+    run folder moved or copied together with its data keeps its cache."""
+    files = [e.path for e in entries] + ([e.mask for e in entries if e.mask is not None] if masks else [])
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
+
+    def rel(path: os.PathLike | str | None) -> str:
+        return Path(os.path.relpath(os.path.abspath(path), root)).as_posix() if path is not None else "None"
+
     h = hashlib.sha1()
     for e in entries:
-        mask = f"\t{e.mask}" if masks else ""
-        h.update(f"{e.path}\t{e.caption}{mask}\n".encode())
+        mask = f"\t{rel(e.mask)}" if masks else ""
+        h.update(f"{rel(e.path)}\t{e.caption}{mask}\n".encode())
     return h.hexdigest()
 
 
