@@ -62,6 +62,7 @@ DEFAULT_HELD_OUT: tuple[tuple[str, str, str], ...] = (
 )
 
 _GROW, _SHRINK = 1.8, 0.45  # final / initial size for grow and shrink
+_MIN_TRAVEL, _MAX_TRAVEL = 0.22, 0.55  # a mover's travel as a fraction of the frame side
 _FLOOR_FRACTION = 0.9  # floor line at this fraction of the height
 # Grey-level std of the background texture: enough for a pan to be measurable, low enough that a 4x8x8
 # VAE that cannot carry the texture still reconstructs a clip above 30 dB PSNR.
@@ -293,7 +294,7 @@ def _falls(spec: ClipSpec, rng: np.random.Generator, r: float, floor_y: float) -
     """Parabolic fall onto the floor with restitution; returns x, y and the bounce events."""
     w, h, t_max = spec.width, spec.height, spec.frames - 1
     contact = floor_y - bottom_extent(spec.shape, r)  # centroid height when touching the floor
-    y0 = rng.uniform(1.2 * r + 1, 1.2 * r + 1 + 0.1 * h)
+    y0 = rng.uniform(1.2 * r + 1, 1.2 * r + 1 + 0.25 * h)  # from anywhere in the top third or so
     t_hit = rng.uniform(0.35, 0.5) * t_max  # first impact time, in frames
     g = 2 * (contact - y0) / t_hit**2
     e = rng.uniform(0.55, 0.75)
@@ -378,18 +379,22 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
         x, y, events = _falls(spec, rng, r, floor_y)
         return _Scene([_Track(spec.shape, spec.colour, spec.size, x, y, r * ones)], cam, floor_y, events)
     if m in ("moves left", "moves right", "moves up", "moves down"):
+        # The start is drawn from the same band for both directions of an axis, so the first frame
+        # says nothing about which way the object will go: only the caption does. (Starting right
+        # movers on the left let a DiT read the direction off the start position and ignore the text.)
         horizontal = m in ("moves left", "moves right")
-        travel = rng.uniform(0.35, 0.55) * (w if horizontal else h)
+        sign = 1 if m in ("moves right", "moves down") else -1
+        side = w if horizontal else h
+        hi = (w if horizontal else h) - 1 - big
+        lead = _MIN_TRAVEL * side
+        start = rng.uniform(big + lead, max(big + lead, hi - lead))
+        room = hi - start if sign > 0 else start - big
+        travel = rng.uniform(lead, max(lead, min(_MAX_TRAVEL * side, room)))
+        path = start + sign * travel * ts / t_max
         if horizontal:
-            x0, y0 = free(big, w - 1 - big - travel, big, floor_y - big)
-            sign = 1 if m == "moves right" else -1
-            x0 = x0 if sign > 0 else w - 1 - x0
-            x, y = x0 + sign * travel * ts / t_max, y0 * ones
+            x, y = path, rng.uniform(big, max(big, floor_y - big)) * ones
         else:
-            x0, y0 = free(big, w - 1 - big, big, h - 1 - big - travel)
-            sign = 1 if m == "moves down" else -1
-            y0 = y0 if sign > 0 else h - 1 - y0
-            x, y = x0 * ones, y0 + sign * travel * ts / t_max
+            x, y = rng.uniform(big, max(big, w - 1 - big)) * ones, path
         return _Scene([_Track(spec.shape, spec.colour, spec.size, x, y, r * ones)], cam, floor_y, events)
     if m in ("grows", "shrinks"):
         end = _GROW if m == "grows" else _SHRINK
@@ -402,15 +407,15 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
         return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)], cam, floor_y, events)
     # Camera pans: "pans left" moves the camera left, so the content slides right in the image.
     ss = spec.supersample
-    px = rng.uniform(0.25, 0.45) * w / t_max
+    px = rng.uniform(0.2, 0.3) * w / t_max
     # Whole pixels per frame where possible, so the background shifts exactly (no resampling blur);
     # long clips fall back to whole supersampled pixels.
     speed = float(round(px)) if px >= 1 else max(1, round(px * ss)) / ss
     direction = -1 if m == "camera pans left" else 1
     cam = direction * speed * ts
     total = speed * t_max
-    sx, y0 = free(big, w - 1 - big - total, big, floor_y - big)
-    screen_start = sx if direction < 0 else sx + total
+    # as for movers: the object's first screen position is independent of the pan direction
+    screen_start, y0 = free(big + total, w - 1 - big - total, big, floor_y - big)
     x0 = screen_start + cam[0]
     events = {"pan_speed": speed}
     return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)], cam, floor_y, events)
