@@ -294,7 +294,7 @@ def _falls(spec: ClipSpec, rng: np.random.Generator, r: float, floor_y: float) -
     """Parabolic fall onto the floor with restitution; returns x, y and the bounce events."""
     w, h, t_max = spec.width, spec.height, spec.frames - 1
     contact = floor_y - bottom_extent(spec.shape, r)  # centroid height when touching the floor
-    y0 = rng.uniform(1.2 * r + 1, 1.2 * r + 1 + 0.25 * h)  # from anywhere in the top third or so
+    y0 = rng.uniform(1.2 * r + 1, 1.2 * r + 1 + 0.1 * h)
     t_hit = rng.uniform(0.35, 0.5) * t_max  # first impact time, in frames
     g = 2 * (contact - y0) / t_hit**2
     e = rng.uniform(0.55, 0.75)
