@@ -120,6 +120,33 @@ def test_wrong_video_scores_zero_on_the_wrong_attribute() -> None:
     assert scores["colour_correct"].value == 1.0 and scores["shape_correct"].value == 1.0
 
 
+def test_start_side_diagnostic_tells_position_driven_motion_from_word_driven() -> None:
+    """moves_away_from_start is 1 when the object moves away from the half it starts in, whatever the
+    prompt; the suite's start_side_rate averages it over up/down/left/right videos with a clear direction."""
+    right = ShapesPrompt(0, "x", "en", "circle", "red", "moves right")
+    left = ShapesPrompt(0, "x", "en", "circle", "red", "moves left")
+    by_side = {}
+    for seed in range(40):  # right movers of the world: some start left of the centre, some right of it
+        frames, truth = render_clip(ClipSpec(shape="circle", colour="red", size="small", motion="moves right",
+                                             background="dark grey", seed=seed))
+        by_side.setdefault(truth["objects"][0]["centroids"][0][0] < 32, frames)
+        if len(by_side) == 2:
+            break
+    for starts_left, frames in by_side.items():
+        for prompt in (right, left):  # the diagnostic reads the video, not the words
+            scores, _ = score_video(frames, prompt)
+            assert scores["moves_away_from_start"].value == float(starts_left)
+    still = ShapesPrompt(0, "x", "en", "circle", "red", "stays still")
+    assert "moves_away_from_start" not in score_video(by_side[True], still)[0]
+    rows = [{"motion": "moves right", "scores": {"moves_away_from_start": 1.0}},
+            {"motion": "moves up", "scores": {"moves_away_from_start": 0.0}},
+            {"motion": "moves left", "scores": {}},  # no clear direction: not counted
+            {"motion": "stays still", "scores": {"motion_correct": 1.0}}]
+    a = aggregate(rows)
+    assert a["start_side_rate"] == 0.5 and a["start_side_videos"] == 2
+    assert aggregate(rows[2:])["start_side_rate"] is None
+
+
 def test_aggregation_on_hand_made_rows() -> None:
     def row(motion, lang="en", **s):
         return {"motion": motion, "language": lang, "scores": s}

@@ -582,6 +582,12 @@ def to_markdown(result: ShapesBenchResult) -> str:
         vals = [v.scores.get(name) for v in result.main.videos if v.prompt.motion == motion]
         rate = sum(0.0 if x is None else x for x in vals) / len(vals)
         lines.append(f"| {motion} | {a['videos']} | {name} | {_fmt_pct(rate)} | {_fmt_pct(a['adherence'])} |")
+    agg = result.main.aggregates
+    if agg.get("start_side_videos"):
+        lines += ["", (f"Start side: {_fmt_pct(agg['start_side_rate'])} of the {agg['start_side_videos']} up/down/"
+                       "left/right videos with a clear direction move away from the half of the frame their "
+                       "object starts in (direction accuracy near chance with this near 100% means the DiT "
+                       "reads the direction off where the object is, not off the words).")]
     ceiling = result.vae.checker_aggregates if result.vae is not None else None
     if ceiling is not None:
         main = result.main.aggregates

@@ -16,7 +16,10 @@ Aggregates (each over the videos it applies to; None when no video applies):
   without a fittable fall counts as 0) and the fraction with ``bounce_detected``;
 * collision: the fraction with ``collision_met``; size change: the fraction of grows/shrinks correct;
 * adherence: per video the mean of its binary scores (colour, shape and the one that decides its
-  motion, see :data:`MOTION_SCORE`); the suite's adherence is the mean over videos.
+  motion, see :data:`MOTION_SCORE`); the suite's adherence is the mean over videos;
+* start-side rate (a diagnostic): of the up/down/left/right videos with a clear direction, the fraction
+  whose object moves away from the half of the frame it starts in. Near 100 % while direction accuracy
+  stays near chance means the DiT reads the direction off the object's position, not off the words.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ MOTION_SCORE: dict[str, str] = {
 }
 DIRECTION_MOTIONS = ("moves left", "moves right", "moves up", "moves down", "stays still",
                      "camera pans left", "camera pans right")
+OBJECT_MOTIONS = ("moves left", "moves right", "moves up", "moves down")
 FALL_MOTIONS = ("falls and bounces",)
 COLLISION_MOTIONS = ("collides",)
 SIZE_MOTIONS = ("grows", "shrinks")
@@ -150,7 +154,27 @@ def score_video(frames: np.ndarray, prompt: ShapesPrompt) -> tuple[dict[str, Met
     scores = score_prompt(analysis, prompt.expected())
     if prompt.motion in COLLISION_MOTIONS:
         _collision_objects(prompt, analysis, scores)
+    if prompt.motion in OBJECT_MOTIONS:
+        away = _moves_away_from_start(analysis, frames.shape[2], frames.shape[1])
+        if away is not None:
+            scores["moves_away_from_start"] = away
     return scores, analysis
+
+
+def _moves_away_from_start(analysis: ShapesAnalysis, width: int, height: int) -> MetricResult | None:
+    """1 when the main object moves away from the half of the frame it starts in (a diagnostic, not a
+    target): a DiT that reads the direction off where the noise put the object, not off the words, scores
+    near 1 whatever the caption says. None when the checker saw no clear up/down/left/right motion."""
+    if analysis.motion not in ("left", "right", "up", "down") or not analysis.tracks:
+        return None
+    x0, y0 = next(b for b in analysis.tracks[0].blobs if b is not None).centroid
+    if analysis.motion in ("left", "right"):
+        away = "right" if x0 < width / 2 else "left"
+    else:
+        away = "down" if y0 < height / 2 else "up"
+    return MetricResult("moves_away_from_start", float(analysis.motion == away),
+                        details={"start": [round(float(x0), 2), round(float(y0), 2)], "away": away,
+                                 "moved": analysis.motion})
 
 
 def _value(scores: Mapping[str, Any], name: str) -> float:
@@ -189,6 +213,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     r2 = [_value(s, "fall_acceleration_r2") for s in falls]
     collisions = [_value(s, "collision_met") for m, s in sc if m in COLLISION_MOTIONS]
     sizes = [_value(s, "size_change_correct") for m, s in sc if m in SIZE_MOTIONS]
+    away = [v for v in (s.get("moves_away_from_start") for m, s in sc if m in OBJECT_MOTIONS) if v is not None]
+    away = [float(v.value if isinstance(v, MetricResult) else v) for v in away]
     return {
         "videos": len(sc),
         "colour_accuracy": _mean([_value(s, "colour_correct") for _, s in sc]),
@@ -200,6 +226,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "collision_rate": _mean(collisions), "collision_videos": len(collisions),
         "size_change_accuracy": _mean(sizes), "size_change_videos": len(sizes),
         "adherence": _mean([adherence(m, s) for m, s in sc]),
+        # diagnostic: object motions that move away from the half they start in (see score_video)
+        "start_side_rate": _mean(away), "start_side_videos": len(away),
     }
 
 
