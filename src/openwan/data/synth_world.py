@@ -3,8 +3,9 @@
 Each clip shows one shape (two for collisions) on a textured background doing one motion: constant
 velocity moves, a fall under gravity that bounces on a floor (restitution < 1), a 1D elastic collision
 with masses proportional to area, a linear grow/shrink, staying still, or a camera pan that moves the
-shapes and the background together. Everything follows from ``(config.seed, split, index)``, so the same
-config always gives byte-identical frames and manifests.
+shapes and the background together. Both directions of a move or pan start from the same band of
+positions, so only the caption tells the direction, never the first frame. Everything follows from
+``(config.seed, split, index)``, so the same config always gives byte-identical frames and manifests.
 
 A fixed list of (shape, colour, motion) combinations is held out of the training split and only appears
 in the ``heldout`` split, to measure compositional generalisation of a model trained on the rest.
@@ -385,7 +386,7 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
         horizontal = m in ("moves left", "moves right")
         sign = 1 if m in ("moves right", "moves down") else -1
         side = w if horizontal else h
-        hi = (w if horizontal else h) - 1 - big
+        hi = side - 1 - big
         lead = _MIN_TRAVEL * side
         start = rng.uniform(big + lead, max(big + lead, hi - lead))
         room = hi - start if sign > 0 else start - big
