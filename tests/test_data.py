@@ -194,6 +194,22 @@ def test_filter_entries_by_scores_and_kind():
         filter_entries(e, kinds=["audio"])
 
 
+def test_filter_entries_where_selects_rows_by_a_manifest_field(tmp_path):
+    rows = [{"path": f"{i}.mp4", "caption": c, "motion_label": m}
+            for i, (c, m) in enumerate([("a red circle moves left", "moves left"),
+                                        ("a red circle falls and bounces", "falls and bounces"),
+                                        ("a blue star moves up", "moves up"), ("no label", None)])]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    e = read_manifest(tmp_path / "m.jsonl")
+    movers = filter_entries(e, where={"motion_label": ["moves left", "moves up"]})
+    assert [x.caption for x in movers] == ["a red circle moves left", "a blue star moves up"]
+    # known fields and extra fields combine; a row without the field is not kept
+    assert filter_entries(e, where={"motion_label": ["moves up"], "kind": ["video"]}) == [e[2]]
+    assert filter_entries(e, where={"colour": ["red"]}) == []
+    with pytest.raises(InputError, match=r"where\['motion_label'\] must be a list"):
+        filter_entries(e, where={"motion_label": "moves left"})
+
+
 # ---------------------------------------------------------------- decoding
 
 

@@ -93,6 +93,39 @@ def test_config_errors_name_the_key(change, message):
         config_from_dict(_raw(**change))
 
 
+def test_a_dataset_can_be_a_subset_of_a_manifest_by_field(tmp_path):
+    import json
+
+    from openwan.training.data_mixture import load_entries
+
+    rows = [{"path": f"{i}.mp4", "caption": f"clip {i}", "motion_label": m}
+            for i, m in enumerate(["moves left", "falls and bounces", "camera pans right", "grows"])]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p = tmp_path / "c.toml"
+    p.write_text(textwrap.dedent("""
+        [model]
+        base = "b"
+        [[datasets]]
+        name = "world"
+        manifest = "train.jsonl"
+        [[datasets]]
+        name = "motions"
+        manifest = "train.jsonl"
+        where = { motion_label = ["moves left", "camera pans right"] }
+        [[stages]]
+        name = "s"
+        steps = 2
+        datasets = { world = 0.5, motions = 0.5 }
+    """))
+    cfg = load_config(p)
+    world, motions = cfg.datasets
+    assert [e.caption for e in load_entries(world)] == [f"clip {i}" for i in range(4)]
+    assert [e.caption for e in load_entries(motions)] == ["clip 0", "clip 2"]
+    nothing = load_config(p, ['datasets.1.where={ motion_label = ["moves sideways"] }']).datasets[1]
+    with pytest.raises(InputError, match=r"dataset 'motions': no rows of .*train\.jsonl pass .*moves sideways"):
+        load_entries(nothing)
+
+
 def test_overrides_edit_nested_keys_and_list_items(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('[model]\nbase = "b"\n[[datasets]]\nname = "d"\nmanifest = "m.jsonl"\n'

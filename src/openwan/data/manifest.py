@@ -90,15 +90,32 @@ def write_manifest(entries: Iterable[ManifestEntry], path: str | os.PathLike) ->
     return atomic_write(p, lambda tmp: pq.write_table(_arrow_table(rows, pa, p), tmp), suffix=".parquet")
 
 
+def field_value(entry: ManifestEntry, name: str) -> Any:
+    """A manifest field of ``entry`` by name: a known field or one kept in ``extra`` (None when absent)."""
+    if name in _KNOWN:
+        return getattr(entry, name)
+    return entry.extra.get(name)
+
+
 def filter_entries(entries: Iterable[ManifestEntry], *, min_quality: float | None = None,
-                   min_motion: float | None = None, kinds: Iterable[str] | None = None) -> list[ManifestEntry]:
-    """Keep entries meeting every given threshold; an entry without the score fails a set minimum."""
+                   min_motion: float | None = None, kinds: Iterable[str] | None = None,
+                   where: dict[str, Iterable[Any]] | None = None) -> list[ManifestEntry]:
+    """Keep entries meeting every given condition; an entry without the score fails a set minimum.
+
+    ``where`` maps a manifest field (known or extra, e.g. synth-world's ``motion_label``) to the values
+    allowed for it: ``{"motion_label": ["moves left", "moves right"]}`` keeps the rows of those motions.
+    """
     wanted = None
     if kinds is not None:
         wanted = set(kinds)
         bad = sorted(wanted - set(KINDS))
         if bad:
             raise InputError(f"filter_entries: unknown kinds {bad}; use 'video' and/or 'image'")
+    allowed = {}
+    for name, values in (where or {}).items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise InputError(f"filter_entries: where[{name!r}] must be a list of allowed values, got {values!r}")
+        allowed[name] = list(values)
     out = []
     for e in entries:
         if wanted is not None and e.kind not in wanted:
@@ -106,6 +123,8 @@ def filter_entries(entries: Iterable[ManifestEntry], *, min_quality: float | Non
         if min_quality is not None and (e.quality is None or e.quality < min_quality):
             continue
         if min_motion is not None and (e.motion is None or e.motion < min_motion):
+            continue
+        if any(field_value(e, name) not in values for name, values in allowed.items()):
             continue
         out.append(e)
     return out

@@ -87,6 +87,9 @@ class DatasetConfig:
     cache: bool = False  # pre-encode latents and text embeddings once, to <output_dir>/cache/<name>
     min_quality: float | None = None
     min_motion: float | None = None
+    # manifest field -> allowed values, e.g. { motion_label = ["moves left", "moves right"] }: a subset of
+    # a manifest as its own dataset, to weigh it up in a stage's mixture
+    where: dict[str, list[Any]] = field(default_factory=dict)
 
 
 @dataclass

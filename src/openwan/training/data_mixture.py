@@ -25,13 +25,13 @@ from .latent_cache import CachedClipDataset, LatentCache
 
 
 def load_entries(cfg: DatasetConfig) -> list[ManifestEntry]:
-    """The manifest rows of a dataset after its quality/motion filters."""
+    """The manifest rows of a dataset after its quality/motion/field filters."""
     entries = read_manifest(cfg.manifest)
-    if cfg.min_quality is not None or cfg.min_motion is not None:
-        entries = filter_entries(entries, min_quality=cfg.min_quality, min_motion=cfg.min_motion)
+    if cfg.min_quality is not None or cfg.min_motion is not None or cfg.where:
+        entries = filter_entries(entries, min_quality=cfg.min_quality, min_motion=cfg.min_motion, where=cfg.where)
         if not entries:
             raise InputError(f"dataset {cfg.name!r}: no rows of {cfg.manifest} pass min_quality="
-                             f"{cfg.min_quality}, min_motion={cfg.min_motion}")
+                             f"{cfg.min_quality}, min_motion={cfg.min_motion}, where={cfg.where}")
     return entries
 
 
