@@ -169,6 +169,46 @@ def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_
         train(load_config(cfg, ["stages.0.steps=3"]))
 
 
+def test_a_subset_dataset_links_the_latents_another_cache_holds(tmp_path, tiny_official, two_clips, caplog):
+    """A dataset that is a subset of another's manifest (``where``) takes the clips the other cache already
+    encoded (same VAE, text encoder, fps, masks) instead of encoding them again, at its own positions."""
+    import logging
+
+    from openwan.training import train
+
+    subset = textwrap.dedent("""
+        [[datasets]]
+        name = "down"
+        manifest = "{manifest}"
+        cache = true
+        where = {{ caption = ["a blue square moves down"] }}
+        [[stages]]
+        name = "subset"
+        steps = 1
+        batch_size = 1
+        buckets = ["64x64x5"]
+        datasets = {{ down = 1.0 }}
+    """).format(manifest=two_clips)
+    cfg = write_config(tmp_path, tiny_official, two_clips, steps=1, extra=subset)
+    with caplog.at_level(logging.INFO, logger="openwan.training.trainer"):
+        train(load_config(cfg))
+    cache = tmp_path / "run" / "cache"
+    # the blue square is clip 1 of the full manifest and clip 0 of the subset
+    full, linked = (cache / "clips" / "latents" / "64x64x5" / "00000001.safetensors",
+                    cache / "down" / "latents" / "64x64x5" / "00000000.safetensors")
+    assert linked.read_bytes() == full.read_bytes()
+    assert "cached 0 clips of down" in caplog.text and "cached 2 clips of clips" in caplog.text
+    assert len(list((cache / "down" / "text").glob("*.safetensors"))) == 1  # its caption's embedding came along
+    # The subset's cache stands on its own: a rerun after the donor is gone still finds every clip.
+    import shutil
+
+    shutil.rmtree(cache / "clips")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="openwan.training.trainer"):
+        train(load_config(cfg, ["stages.1.steps=2"]))
+    assert "cached 0 clips of down" in caplog.text
+
+
 RESUME_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from openwan.training import load_config, train

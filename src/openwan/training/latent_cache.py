@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,21 @@ def clips_fingerprint(entries: Sequence[ManifestEntry], masks: bool = False) -> 
     return h.hexdigest()
 
 
+def _place(src: Path, dst: Path) -> None:
+    """Put ``src`` at ``dst`` atomically: a hard link where the file system allows (cache files are never
+    rewritten in place), else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: str) -> None:
+        os.unlink(tmp)  # atomic_write made it; a link needs the name free
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+    atomic_write(dst, write, suffix=dst.suffix)
+
+
 def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp))
@@ -95,6 +111,24 @@ class LatentCache:
     def put_text(self, caption: str, context: torch.Tensor) -> None:
         _save({"context": context}, self.text_path(caption))
 
+    def adopt(self, index: int, bucket: Bucket, caption: str, donor: LatentCache, donor_index: int) -> bool:
+        """Take clip ``index``'s latents (and its caption's embedding) from ``donor``, where the same clip
+        is ``donor_index``; False when the donor has not cached it in this bucket."""
+        src = donor.latent_path(donor_index, bucket)
+        if not src.is_file():
+            return False
+        _place(src, self.latent_path(index, bucket))
+        if not self.text_path(caption).is_file() and donor.text_path(caption).is_file():
+            _place(donor.text_path(caption), self.text_path(caption))
+        return True
+
+    def source(self) -> dict[str, Any] | None:
+        """What the cache was encoded from (its ``source.json``); None when it has none or it is unreadable."""
+        try:
+            return json.loads((self.root / SOURCE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
     def claim(self, source: dict[str, Any], *, write: bool = True) -> None:
         """Tie the cache to what it is encoded from. A cache made from other inputs (or by an openwan
         without ``source.json``) is an error naming what differs: its latents would silently train the
@@ -119,19 +153,52 @@ class LatentCache:
             write_text_atomic(path, json.dumps(source, indent=2) + "\n")
 
 
+def clip_key(entry: ManifestEntry, masks: bool) -> tuple[str, str | None]:
+    """What a clip's cached latents depend on besides the encoders, fps and bucket: its file (and mask)."""
+    return str(entry.path), (str(entry.mask) if masks and entry.mask is not None else None)
+
+
+def find_donors(source: dict[str, Any], masks: bool,
+                others: Sequence[tuple[LatentCache, Sequence[ManifestEntry]]]) -> dict[tuple, tuple[LatentCache, int]]:
+    """Clips that other caches of the run already hold, encoded from the same inputs as ``source``
+    (encoders, latent statistics, fps, masks): clip key -> (cache, index in it). A dataset that is a
+    subset of another (``where = ...``) then links those files instead of encoding the clips again. Its
+    cached crop of a longer video is the other dataset's first-epoch crop rather than its own."""
+    wanted = {k: v for k, v in json.loads(json.dumps(source)).items() if k != "clips"}
+    donors: dict[tuple, tuple[LatentCache, int]] = {}
+    for cache, entries in others:
+        claimed = cache.source()
+        if claimed is None or {k: v for k, v in claimed.items() if k != "clips"} != wanted:
+            continue
+        if claimed.get("clips") != clips_fingerprint(entries, masks):
+            continue  # that cache's clip list changed since: its positions no longer name these clips
+        for i, e in enumerate(entries):
+            donors.setdefault(clip_key(e, masks), (cache, i))
+    return donors
+
+
 def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callable[[torch.Tensor], torch.Tensor],
                encode_text: Callable[[list[str]], list[torch.Tensor]],
                encode_mask: Callable[[torch.Tensor], torch.Tensor] | None = None, rank: int = 0,
-               world_size: int = 1, progress: bool = True, desc: str = "cache") -> int:
-    """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet. Returns how
-    many were encoded; unreadable clips are recorded in ``dataset.skips`` and left uncached. A dataset
-    read with masks needs ``encode_mask`` (pixel mask [B, 1, F, H, W] -> latent grid)."""
+               world_size: int = 1, progress: bool = True, desc: str = "cache",
+               donors: dict[tuple, tuple[LatentCache, int]] | None = None) -> int:
+    """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet, or link it from
+    ``donors`` (:func:`find_donors`) where another cache holds it. Returns how many were encoded;
+    unreadable clips are recorded in ``dataset.skips`` and left uncached. A dataset read with masks needs
+    ``encode_mask`` (pixel mask [B, 1, F, H, W] -> latent grid)."""
     if dataset.masks and encode_mask is None:
         raise InputError("fill_cache: the dataset is read with masks, so encode_mask is needed")
     from tqdm.auto import tqdm
 
     todo = [i for i, b in enumerate(dataset.buckets_of)
             if b is not None and i % world_size == rank and not cache.latent_path(i, b).is_file()]
+    if donors:
+        def adopted(i: int) -> bool:
+            e = dataset.entries[i]
+            donor = donors.get(clip_key(e, dataset.masks))
+            return donor is not None and cache.adopt(i, dataset.buckets_of[i], e.caption, *donor)
+
+        todo = [i for i in todo if not adopted(i)]
     done = 0
     for i in tqdm(todo, desc=desc, unit="clip", disable=not progress or not todo):
         item = dataset[i]

@@ -36,9 +36,9 @@ from ..errors import InputError, NumericalError
 from ..pipelines.loading import resolve_files
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
 from .config import TrainConfig
-from .data_mixture import StageData, rng_for
+from .data_mixture import StageData, load_entries, rng_for
 from .flow_matching import flow_matching_loss, latent_mask, model_timesteps, noisy_latents, sample_sigmas
-from .latent_cache import LatentCache, clips_fingerprint, fill_cache, tensors_fingerprint
+from .latent_cache import LatentCache, clips_fingerprint, fill_cache, find_donors, tensors_fingerprint
 from .logger import MetricsLogger
 from .optim import EMA, build_optimizer, set_lr, stage_lr
 
@@ -398,9 +398,12 @@ class DiTTrainer(Trainer):
             if self.env.world_size > 1:
                 dist.barrier()
                 src.cache.claim(source, write=False)
+            others = [(self.caches[d.name], load_entries(d)) for d in self.cfg.datasets
+                      if d.name != src.name and d.name in self.caches]
             n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
                            encode_mask=self.latent_mask if masks else None, rank=self.env.rank, world_size=self.env.world_size,
-                           progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}")
+                           progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}",
+                           donors=find_donors(source, masks, others))
             if self.env.world_size > 1:
                 dist.barrier()
             log.info("cached %d clips of %s", n, src.name)
