@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from openwan.cli import main
 from openwan.errors import InputError
@@ -20,12 +21,17 @@ SHORT = [
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
     "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
     "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
+    "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=4",
     "--dit-set", "logging.progress=false",
     # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it)
     "--set", 'decoder="decoder.toml"',
     "--decoder-set", "stages.0.steps=2", "--decoder-set", "stages.0.batch_size=4",
     "--decoder-set", "stages.1.steps=1", "--decoder-set", "stages.1.batch_size=1",
     "--decoder-set", "logging.progress=false",
+    # the DiT fine-tune on the motions at high noise (configs/shapes-world/dit-motions.toml)
+    "--set", 'dit_finetune="dit-motions.toml"',
+    "--finetune-set", "stages.0.steps=2", "--finetune-set", "stages.0.batch_size=4",
+    "--finetune-set", "logging.progress=false",
 ]
 
 
@@ -54,6 +60,18 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     assert len(vae_cfg["latents_mean"]) == 16 and all(s > 0 for s in vae_cfg["latents_std"])
     # The DiT trained: its weights differ from the scaffold's placeholder DiT.
     assert json.loads((model / "config.json").read_text())["dim"] == 256
+    # Both DiT stages ran; the second mixes in the direction-motion subset of the same manifest.
+    from openwan.training.logger import read_metrics
+
+    ends = [(r["step"], r["stage"]) for r in read_metrics(recipe_run / "dit" / "metrics.jsonl")]
+    assert ends == [(3, "t2v"), (5, "motions")], ends
+    # The model's DiT is the fine-tune's, which continued the dit step's weights on its latent cache.
+    dit_file = "diffusion_pytorch_model.safetensors"
+    shipped, tuned, first = (load_file(d / dit_file) for d in (model, recipe_run / "dit-finetune" / "final",
+                                                                 recipe_run / "dit" / "final"))
+    assert all(torch.equal(shipped[k], tuned[k]) for k in tuned)
+    assert any(not torch.equal(tuned[k], first[k]) for k in first)
+    assert (recipe_run / "dit-finetune" / "cache").resolve() == (recipe_run / "dit" / "cache").resolve()
     # The model reads the caption-trained encoder of the text step, not the scaffold's random one.
     t5 = "models_t5_umt5-xxl-enc-bf16.pth"
     shipped, trained, random = (torch.load(d / t5, weights_only=True)
@@ -93,6 +111,7 @@ def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
     assert (vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns) == before
     log = capsys.readouterr().out
     assert "vae training" not in log and "dit training" not in log and "decoder" not in log
+    assert "dit fine-tuning" not in log
 
 
 def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
@@ -114,6 +133,12 @@ def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):
     assert (run / "model" / tokenizer).read_bytes() != (recipe_run / "model" / tokenizer).read_bytes()
     new_vae, old_vae = (torch.load(f, weights_only=True) for f in (run / "model" / "Wan2.1_VAE.pth", decoder_file))
     assert new_vae.keys() == old_vae.keys() and all(torch.equal(new_vae[k], old_vae[k]) for k in old_vae)
+    # The DiT fine-tune continued the old DiT, so it was made again from the new one.
+    dit_file = "diffusion_pytorch_model.safetensors"
+    new_dit, tuned, old_dit = (load_file(d / dit_file) for d in (run / "model", run / "dit-finetune" / "final",
+                                                                 recipe_run / "model"))
+    assert all(torch.equal(new_dit[k], tuned[k]) for k in tuned)
+    assert any(not torch.equal(new_dit[k], old_dit[k]) for k in old_dit)
 
 
 def test_data_without_masks_is_rendered_again_with_identical_clips(recipe_run, tmp_path):
@@ -155,6 +180,17 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(RECIPE, ["text_encoder.train_steps=-1"])
     with pytest.raises(InputError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.toml")
+
+
+def test_a_dit_finetune_must_continue_the_dit(tmp_path):
+    from openwan.training.recipe import load_recipe, run_recipe
+
+    recipe = load_recipe(RECIPE, [f"output_dir={json.dumps(str(tmp_path / 'run'))}",
+                                  'dit_finetune="dit-motions.toml"'])
+    recipe.dit_finetune_overrides += ['model.init="random"']
+    with pytest.raises(InputError, match=r"dit_finetune = .*dit-motions\.toml must be a DiT run .*model\.init = 'base'"):
+        run_recipe(recipe)
+    assert not (tmp_path / "run").exists()  # checked before any step
 
 
 def test_sample_config_sets_generate_defaults_and_bad_files_are_named(tmp_path):

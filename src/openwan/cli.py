@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run every step of a recipe file (e.g. configs/shapes-world/recipe.toml, which made the "
         "bundled model): render the data, train a tokenizer, build the text encoder, train the VAE, measure "
         "its latent statistics, optionally fine-tune the VAE's decoder (the recipe's `decoder` config; the "
-        "encoder and so the latents stay), train the DiT and write <output_dir>/model with its sampling defaults. "
+        "encoder and so the latents stay), train the DiT, optionally continue it (the recipe's `dit_finetune` "
+        "config) and write <output_dir>/model with its sampling defaults. "
         "Re-running resumes: finished steps are skipped and training resumes from its checkpoints.",
         epilog="example: openwan recipe configs/shapes-world/recipe.toml --set data.clips=64 "
         "--vae-set stages.0.steps=10 --dit-set stages.0.steps=10")
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a value of the DiT training config, e.g. --dit-set stages.0.steps=10")
     rc.add_argument("--decoder-set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a value of the decoder fine-tuning config (the recipe's `decoder`)")
+    rc.add_argument("--finetune-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a value of the DiT fine-tuning config (the recipe's `dit_finetune`)")
 
     e = sub.add_parser(
         "export", help="write a training run's model as an inference checkpoint (official layout)",
@@ -319,6 +322,7 @@ def _recipe(args) -> int:
     recipe.vae_overrides += args.vae_set
     recipe.dit_overrides += args.dit_set
     recipe.decoder_overrides += args.decoder_set
+    recipe.dit_finetune_overrides += args.finetune_set
     model = run_recipe(recipe)
     print(f"model written to {model}; try: openwan generate \"a red circle falls and bounces\" --model {model}")
     return 0

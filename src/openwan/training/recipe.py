@@ -16,6 +16,9 @@ resumes (the two training steps also resume from their own checkpoints):
                  that VAE (``vae.freeze_encoder = true``); the latents, so the statistics and the DiT, are
                  unchanged, and the final model takes its sharper decoder;
 5. ``dit``       ``openwan train`` on the DiT config (latents and text embeddings cached once);
+   ``dit-finetune`` optional (``dit_finetune = "...toml"``): ``openwan train`` continuing that DiT
+                 (``model.init = "base"``) with its own objective, e.g. more steps on the motions at high
+                 noise; it reads the DiT step's latent cache instead of encoding the clips again;
 6. ``model``     the final official-layout checkpoint plus ``sample_config.json`` (native size, frames,
                  steps, shift, guidance) that ``openwan generate`` uses as its defaults.
 """
@@ -78,6 +81,7 @@ class Recipe:
     vae: str = "vae.toml"  # training configs, relative to the recipe file
     dit: str = "dit.toml"
     decoder: str = ""  # optional decoder-only VAE fine-tune (vae.freeze_encoder = true); "" = none
+    dit_finetune: str = ""  # optional second DiT run from the first one's weights (model.init = "base"); "" = none
     stats_clips: int = 256  # clips encoded for the latent mean/std
     data: RecipeData = field(default_factory=RecipeData)
     tokenizer: RecipeTokenizer = field(default_factory=RecipeTokenizer)
@@ -87,6 +91,7 @@ class Recipe:
     vae_overrides: list[str] = field(default_factory=list)  # --set items for the VAE config
     dit_overrides: list[str] = field(default_factory=list)
     decoder_overrides: list[str] = field(default_factory=list)
+    dit_finetune_overrides: list[str] = field(default_factory=list)
     source: str = ""
 
 
@@ -104,9 +109,9 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     recipe = _build(Recipe, raw, "", str(path))
     recipe.source = str(path)
     root = path.parent
-    for name in ("output_dir", "vae", "dit", "decoder"):
+    for name in ("output_dir", "vae", "dit", "decoder", "dit_finetune"):
         value = Path(getattr(recipe, name))
-        if name == "decoder" and not recipe.decoder:
+        if name in ("decoder", "dit_finetune") and not getattr(recipe, name):
             continue
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
@@ -282,6 +287,8 @@ def run_recipe(recipe: Recipe) -> Path:
     """Run (or resume) every step of ``recipe``; returns the final model folder."""
     if recipe.decoder:
         check_decoder_config(recipe)
+    if recipe.dit_finetune:
+        check_dit_finetune_config(recipe)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -316,6 +323,17 @@ def run_recipe(recipe: Recipe) -> Path:
     if not (dit_model / "config.json").is_file():
         _log("dit training")
         dit_model = _train(recipe.dit, recipe.dit_overrides, output_dir=out / "dit", base=base, manifest=manifest)
+        if (out / "dit-finetune").exists():  # it continued the DiT just replaced
+            _log(f"removing {out / 'dit-finetune'}: made from the previous dit step")
+            shutil.rmtree(out / "dit-finetune")
+    if recipe.dit_finetune:
+        tuned = out / "dit-finetune" / "final"
+        if not (tuned / "config.json").is_file():
+            _log("dit fine-tuning")
+            share_latent_cache(out / "dit", out / "dit-finetune")
+            tuned = _train(recipe.dit_finetune, recipe.dit_finetune_overrides, output_dir=out / "dit-finetune",
+                           base=dit_model, manifest=manifest)
+        dit_model = tuned
     model = out / "model"
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -339,6 +357,31 @@ def check_decoder_config(recipe: Recipe) -> None:
         raise InputError(f"{recipe.source}: decoder = {recipe.decoder} must be a VAE run (task = 'vae') with "
                          "model.init = 'base' and vae.freeze_encoder = true: the DiT is trained on the encoder's "
                          "latents, so only the decoder may change")
+
+
+def check_dit_finetune_config(recipe: Recipe) -> None:
+    """The DiT fine-tune must continue the DiT step's weights (a DiT run with model.init = 'base')."""
+    from .config import load_config
+
+    cfg = load_config(recipe.dit_finetune, recipe.dit_finetune_overrides)
+    if cfg.run.task != "dit" or cfg.model.init != "base":
+        raise InputError(f"{recipe.source}: dit_finetune = {recipe.dit_finetune} must be a DiT run (task = 'dit') "
+                         "with model.init = 'base': it continues the weights of the dit step")
+
+
+def share_latent_cache(first: Path, second: Path) -> None:
+    """Let run ``second`` read run ``first``'s latent cache (``cache/`` is a link to it). Its datasets are the
+    same clips encoded by the same VAE and text encoder (the second run's base is the first's export), so
+    nothing is encoded again; each cache's source.json still checks that. Where links cannot be made, the
+    second run encodes its own."""
+    link = second / "cache"
+    if link.exists() or link.is_symlink() or not (first / "cache").is_dir():
+        return
+    second.mkdir(parents=True, exist_ok=True)
+    try:
+        link.symlink_to(os.path.relpath(first / "cache", second), target_is_directory=True)
+    except OSError as e:
+        _log(f"could not link {link} to {first / 'cache'} ({e}); the fine-tune encodes its clips itself")
 
 
 def take_decoder(decoder: Path, model: Path) -> None:
