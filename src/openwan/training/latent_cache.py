@@ -181,9 +181,10 @@ def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callab
                encode_text: Callable[[list[str]], list[torch.Tensor]],
                encode_mask: Callable[[torch.Tensor], torch.Tensor] | None = None, rank: int = 0,
                world_size: int = 1, progress: bool = True, desc: str = "cache",
-               donors: dict[tuple, tuple[LatentCache, int]] | None = None) -> int:
-    """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet, or link it from
-    ``donors`` (:func:`find_donors`) where another cache holds it. Returns how many were encoded;
+               donors: Callable[[], dict[tuple, tuple[LatentCache, int]]] | None = None) -> int:
+    """Encode every usable clip of ``dataset`` (this rank's share) that is not cached yet, or link it where
+    another cache holds it (``donors()`` gives :func:`find_donors`' map; called only when clips are
+    missing, since it reads the other datasets' manifests). Returns how many were encoded;
     unreadable clips are recorded in ``dataset.skips`` and left uncached. A dataset read with masks needs
     ``encode_mask`` (pixel mask [B, 1, F, H, W] -> latent grid)."""
     if dataset.masks and encode_mask is None:
@@ -192,10 +193,11 @@ def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callab
 
     todo = [i for i, b in enumerate(dataset.buckets_of)
             if b is not None and i % world_size == rank and not cache.latent_path(i, b).is_file()]
-    if donors:
+    found = donors() if todo and donors is not None else {}
+    if found:
         def adopted(i: int) -> bool:
             e = dataset.entries[i]
-            donor = donors.get(clip_key(e, dataset.masks))
+            donor = found.get(clip_key(e, dataset.masks))
             return donor is not None and cache.adopt(i, dataset.buckets_of[i], e.caption, *donor)
 
         todo = [i for i in todo if not adopted(i)]

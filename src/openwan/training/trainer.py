@@ -398,12 +398,10 @@ class DiTTrainer(Trainer):
             if self.env.world_size > 1:
                 dist.barrier()
                 src.cache.claim(source, write=False)
-            others = [(self.caches[d.name], load_entries(d)) for d in self.cfg.datasets
-                      if d.name != src.name and d.name in self.caches]
             n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
                            encode_mask=self.latent_mask if masks else None, rank=self.env.rank, world_size=self.env.world_size,
                            progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}",
-                           donors=find_donors(source, masks, others))
+                           donors=functools.partial(self._cache_donors, src.name, source, masks))
             if self.env.world_size > 1:
                 dist.barrier()
             log.info("cached %d clips of %s", n, src.name)
@@ -413,6 +411,12 @@ class DiTTrainer(Trainer):
                     src.cache.put_text(self.cfg.flow.dropout_prompt, self.encode_text([self.cfg.flow.dropout_prompt])[0])
             if self.env.world_size > 1:
                 dist.barrier()
+
+    def _cache_donors(self, name: str, source: dict[str, Any], masks: bool) -> dict[tuple, tuple[LatentCache, int]]:
+        """Clips the run's other caches hold, encoded like dataset ``name``'s would be (:func:`find_donors`)."""
+        others = [(self.caches[d.name], load_entries(d)) for d in self.cfg.datasets
+                  if d.name != name and d.name in self.caches]
+        return find_donors(source, masks, others)
 
     @property
     def reads_masks(self) -> bool:
