@@ -391,6 +391,33 @@ def test_training_options_run_end_to_end(tmp_path, tiny_official, two_clips, ove
     assert (result.export_dir / "diffusion_pytorch_model.safetensors").is_file()
 
 
+def test_a_stage_draws_noise_levels_from_its_own_distribution(tmp_path, tiny_official, two_clips, monkeypatch):
+    from openwan.training import train, trainer
+
+    drawn = []
+
+    def recording(n, flow, generator):
+        drawn.append(real(n, flow, generator))
+        return drawn[-1]
+
+    real = trainer.sample_sigmas
+    monkeypatch.setattr(trainer, "sample_sigmas", recording)
+    late = """
+        [[stages]]
+        name = "high-noise"
+        steps = 3
+        batch_size = 2
+        buckets = ["64x64x5"]
+        datasets = { clips = 1.0 }
+        flow = { timesteps = "logit_normal", logit_mean = 6.0 }
+    """
+    train(load_config(write_config(tmp_path, tiny_official, two_clips, steps=3, extra=textwrap.dedent(late))))
+    first, second = torch.cat(drawn[:3]), torch.cat(drawn[3:])
+    assert len(drawn) == 6
+    assert first.min() < 0.5  # [flow]: stratified uniform, one draw of each batch below 0.5
+    assert second.min() > 0.9  # the stage's own: sigmoid(N(6, 1))
+
+
 def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_official, two_clips):
     from openwan.training import train
 

@@ -71,6 +71,24 @@ class FlowConfig:
 
 
 @dataclass
+class StageNoise:
+    """A stage's own noise-level distribution; a field left out keeps ``[flow]``'s.
+
+    A curriculum can spend its later steps where the remaining skill is learned: a clip's layout and
+    motion are decided at high σ, so a stage may centre the logit-normal higher than the one before it.
+    """
+
+    timesteps: Literal["uniform", "logit_normal"] | None = None
+    logit_mean: float | None = None
+    logit_std: float | None = None
+    shift: float | None = None
+
+    def apply(self, flow: FlowConfig) -> FlowConfig:
+        """``flow`` with this stage's fields in place of its own."""
+        return dataclasses.replace(flow, **{k: v for k, v in dataclasses.asdict(self).items() if v is not None})
+
+
+@dataclass
 class OptimConfig:
     lr: float = 1e-4
     betas: tuple[float, float] = (0.9, 0.999)
@@ -104,6 +122,7 @@ class StageConfig:
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak
+    flow: StageNoise = field(default_factory=StageNoise)  # this stage's σ distribution (default: [flow]'s)
 
 
 @dataclass
@@ -304,8 +323,9 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"{src}: {where} {msg}")
 
     need(cfg.run.seed >= 0, "run.seed", "must be >= 0")
-    need(cfg.flow.logit_std > 0, "flow.logit_std", "must be > 0")
-    need(cfg.flow.shift > 0, "flow.shift", "must be > 0")
+    for where, noise in [("flow", cfg.flow)] + [(f"stages[{i}].flow", s.flow) for i, s in enumerate(cfg.stages)]:
+        need(noise.logit_std is None or noise.logit_std > 0, f"{where}.logit_std", "must be > 0")
+        need(noise.shift is None or noise.shift > 0, f"{where}.shift", "must be > 0")
     need(0 <= cfg.flow.text_dropout <= 1, "flow.text_dropout", "must be in [0, 1]")
     need(math.isfinite(cfg.flow.mask_weight) and cfg.flow.mask_weight > 0, "flow.mask_weight",
          "must be a finite number > 0 (1 = unweighted)")
