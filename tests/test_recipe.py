@@ -21,7 +21,8 @@ SHORT = [
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
     "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
     "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
-    "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=4",
+    # batch 1 in the second stage: of the 8 clips, its pans and collisions subsets hold one each
+    "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=1",
     "--dit-set", "logging.progress=false",
     # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it)
     "--set", 'decoder="decoder.toml"',
