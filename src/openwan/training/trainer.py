@@ -328,10 +328,10 @@ class DiTTrainer(Trainer):
         self.ema = EMA(self.dit, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.trainable = [p for p in self.dit.parameters() if p.requires_grad]
         self.caches = {d.name: LatentCache(self.out / "cache" / d.name) for d in cfg.datasets if d.cache}
-        self.noise = cfg.flow  # the current stage's σ distribution (start_stage)
+        self.stage_flow = cfg.flow  # [flow] with the current stage's σ distribution (start_stage)
 
     def start_stage(self, index: int) -> None:
-        self.noise = self.cfg.stages[index].flow.apply(self.cfg.flow)
+        self.stage_flow = self.cfg.stages[index].flow.apply(self.cfg.flow)
 
     def _parallelize(self) -> None:
         cfg = self.cfg
@@ -440,7 +440,7 @@ class DiTTrainer(Trainer):
             weight = 1.0 + (cfg.flow.mask_weight - 1.0) * mask.to(self.device)
         g = rng_for(cfg.run.seed, self.step, self.dp_rank)  # same on the ranks of a context-parallel group
         context = self._context(batch.captions, g, src.cache)
-        sigma = sample_sigmas(x0.shape[0], self.noise, g)
+        sigma = sample_sigmas(x0.shape[0], self.stage_flow, g)
         noise = torch.randn(x0.shape, generator=g).to(self.device)
         x_t, target = noisy_latents(x0, noise, sigma.to(self.device))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.run.precision == "bf16"
