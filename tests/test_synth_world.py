@@ -282,7 +282,7 @@ def test_cli_writes_readable_manifest_and_faithful_videos(tmp_path, capsys):
         decoded, _ = read_video(e.path)
         assert decoded.shape == frames.shape
         mse = ((decoded.astype(np.float64) - frames) ** 2).mean()
-        assert 10 * np.log10(255**2 / mse) > 30
+        assert 10 * np.log10(255**2 / mse) > 36  # 4:4:4 H.264 at crf 18 (4:2:0 gave 30-35 dB)
 
 
 def test_openwan_data_synth_world_cli(tmp_path):

@@ -64,12 +64,19 @@ def tensor_to_frames(video: "torch.Tensor") -> np.ndarray:
 
     return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
+VIDEO_PIX_FMTS = ("yuv420p", "yuv444p")
+
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 16,
-                metadata: dict[str, Any] | None = None, crf: int = 18) -> Path:
-    """Encode ``frames`` (uint8, [T, H, W, 3]) as H.264/yuv420p MP4 at ``fps``; returns the path."""
+                metadata: dict[str, Any] | None = None, crf: int = 18, pix_fmt: str = "yuv420p") -> Path:
+    """Encode ``frames`` (uint8, [T, H, W, 3]) as H.264 MP4 at ``fps``; returns the path.
+
+    ``pix_fmt`` "yuv420p" plays everywhere; "yuv444p" keeps full-resolution colour (no chroma
+    subsampling: sharp colour edges on small frames, e.g. training clips) but some players refuse it."""
     import av
 
+    if pix_fmt not in VIDEO_PIX_FMTS:
+        raise InputError(f"pix_fmt must be one of {VIDEO_PIX_FMTS}, got {pix_fmt!r}")
     frames = _check_frames(frames)
 
     def encode(tmp: str) -> None:
@@ -78,7 +85,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, *, fps: int = 16,
                 container.metadata["comment"] = json.dumps(metadata, ensure_ascii=False)
             stream = container.add_stream("libx264", rate=fps)
             stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
+            stream.pix_fmt = pix_fmt
             stream.options = {"crf": str(crf), "preset": "medium"}
             for rgb in frames:
                 for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
