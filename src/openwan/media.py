@@ -64,6 +64,7 @@ def tensor_to_frames(video: "torch.Tensor") -> np.ndarray:
 
     return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
 
+
 VIDEO_PIX_FMTS = ("yuv420p", "yuv444p")
 
 
