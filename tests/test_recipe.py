@@ -16,12 +16,12 @@ from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
 SHORT = [
-    "--set", "data.clips=8", "--set", "stats_clips=4",
+    "--set", "data.clips=16", "--set", "stats_clips=4",
     "--set", "text_encoder.train_steps=2", "--set", "text_encoder.train_specs=20",
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
     "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
     "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
-    # batch 1 in the second stage: of the 8 clips, its pans and collisions subsets hold one each
+    # batch 1 in the second stage: of the 16 clips, its collisions subset holds one
     "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=1",
     "--dit-set", "logging.progress=false",
     # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it)

@@ -21,6 +21,7 @@ from openwan.data.synth_world import (
     add_synth_world_parser,
     caption_for,
     generate_dataset,
+    half_width,
     heldout_prompts,
     is_held_out,
     render_clip,
@@ -222,6 +223,31 @@ def test_collision_meets_and_conserves_momentum(seed):
     assert abs((ma * va + mb * vb) - (ma * va2 + mb * vb2)) < 0.05 * scale
     # Elastic: kinetic energy is conserved too, and the lighter object's velocity changed more.
     assert ma * va2**2 + mb * vb2**2 == pytest.approx(ma * va**2 + mb * vb**2, rel=0.1)
+
+
+@pytest.mark.parametrize("shape", ["circle", "square", "triangle", "star"])
+def test_large_colliding_objects_fit_and_keep_their_speed(shape):
+    """Two large objects at full size nearly fill a 64-px row (two stars do not fit); a collision that
+    barely moves teaches the DiT nothing, so both stay whole in the frame and approach by many pixels."""
+    approach = []
+    for seed in range(20):
+        spec = _spec("collides", seed=seed, size="large", size2="large", shape=shape, shape2=shape)
+        scene = _simulate(spec, np.random.default_rng(seed))
+        gap = np.abs(scene.tracks[1].x - scene.tracks[0].x)
+        approach.append(gap[0] - gap.min())
+        for tr in scene.tracks:
+            hw = half_width(tr.shape, tr.r[0])
+            assert tr.x.min() - hw >= 0 and tr.x.max() + hw <= spec.width - 1
+    assert np.mean(approach) > 8 and np.percentile(approach, 10) > 5
+
+
+def test_collision_too_wide_for_the_frame_is_a_clear_error(monkeypatch):
+    import openwan.data.synth_world as sw
+
+    monkeypatch.setitem(sw.SIZE_FRACTION, "large", 0.4)  # two of them are wider than the frame
+    spec = _spec("collides", size="large", size2="large", shape="square", shape2="square")
+    with pytest.raises(InputError, match="too narrow"):
+        render_clip(spec)
 
 
 @pytest.mark.parametrize("motion,sign", [("camera pans left", 1), ("camera pans right", -1)])
