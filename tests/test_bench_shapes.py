@@ -203,7 +203,7 @@ def tiny_model(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("shapes-recipe")
     recipe = load_recipe(REPO / "configs/shapes-world/recipe.toml",
-                         [f"output_dir={out}", "data.clips=8", "stats_clips=4", "text_encoder.train_steps=2",
+                         [f"output_dir={out}", "data.clips=16", "stats_clips=4", "text_encoder.train_steps=2",
                           "text_encoder.train_specs=20"])
     recipe.vae_overrides += ["stages.0.steps=2", "stages.1.steps=2", "stages.0.warmup_steps=0",
                              "stages.0.batch_size=4", "stages.1.batch_size=2"]

@@ -179,6 +179,26 @@ def test_collision_two_squares() -> None:
     assert score_prompt(a, {"motion": "collide"})["collision_met"].value == 1.0
 
 
+def _bounce_pair(closest_gap: float, speed: float) -> list:
+    """12 px squares closing at ``speed`` px/frame whose edges come ``closest_gap`` px apart at t = 6.5, then part."""
+    frames = []
+    for t in range(T):
+        half = (12 + closest_gap + speed * abs(t - 6.5)) / 2  # elastic: equal masses swap velocities
+        frames.append([("square", 32 - half, 32, 6, "red"), ("square", 32 + half, 32, 6, "yellow")])
+    return frames
+
+
+def test_collision_between_frames_is_detected() -> None:
+    # a fast collision touches between frames 6 and 7: both frames show a 4 px gap between the masks
+    a = analyse(clip(grey_bg(), _bounce_pair(0.0, speed=8.0)))
+    assert a.collision, a.collision_details
+
+
+def test_objects_that_turn_back_short_of_each_other_do_not_collide() -> None:
+    a = analyse(clip(grey_bg(), _bounce_pair(8.0, speed=4.0)))
+    assert not a.collision, a.collision_details
+
+
 def test_no_collision_when_apart() -> None:
     frames = [[("square", 10 + 1.5 * t, 14, 5, "red"), ("circle", 10 + 1.5 * t, 48, 5, "purple")] for t in range(T)]
     a = analyse(clip(grey_bg(), frames))

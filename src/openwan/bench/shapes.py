@@ -16,6 +16,7 @@ Conventions (image coordinates, x right, y down):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -493,26 +494,35 @@ def _size_change(areas: np.ndarray) -> str:
 
 
 def _collision(tracks: list[Track], video_len: int) -> tuple[bool, dict[str, Any]]:
-    """Two objects whose gap shrinks until their masks come within CONTACT_TOL_PX of each other."""
+    """Two objects whose gap shrinks until their masks come within CONTACT_TOL_PX of each other.
+
+    A fast collision may touch between two frames, so at the frame where the centres are closest the
+    tolerance grows by half the per-frame change of their distance there.
+    """
     import cv2
 
-    k = 2 * CONTACT_TOL_PX + 1
-    kernel = np.ones((k, k), np.uint8)
     for i in range(len(tracks)):
         for j in range(i + 1, len(tracks)):
             a, b = tracks[i], tracks[j]
-            dists: list[tuple[int, float]] = []
+            dists: dict[int, float] = {}
             for t in range(video_len):
                 ba, bb = a.blobs[t], b.blobs[t]
-                if ba is None or bb is None:
-                    continue
-                d = float(np.hypot(ba.centroid[0] - bb.centroid[0], ba.centroid[1] - bb.centroid[1]))
-                dists.append((t, d))
-                touching = bool((cv2.dilate(ba.mask.astype(np.uint8), kernel).astype(bool) & bb.mask).any())
-                earlier = [dd for tt, dd in dists if tt < t]
+                if ba is not None and bb is not None:
+                    dists[t] = float(np.hypot(ba.centroid[0] - bb.centroid[0], ba.centroid[1] - bb.centroid[1]))
+            for t, d in dists.items():
+                earlier = [dd for tt, dd in dists.items() if tt < t]
                 # contact must be reached by approaching: earlier frames were farther apart
-                if touching and earlier and max(earlier) > d + 2.0:
-                    return True, {"tracks": (a.colour, b.colour), "frame": t, "distance_px": d}
+                if not earlier or max(earlier) <= d + 2.0:
+                    continue
+                tol = float(CONTACT_TOL_PX)
+                around = [dists[tt] for tt in (t - 1, t + 1) if tt in dists]
+                if around and min(around) >= d:  # closest frame: contact may lie between it and a neighbour
+                    tol += max(dd - d for dd in around) / 2
+                k = 2 * math.ceil(tol) + 1
+                grown = cv2.dilate(a.blobs[t].mask.astype(np.uint8), np.ones((k, k), np.uint8)).astype(bool)
+                if (grown & b.blobs[t].mask).any():
+                    return True, {"tracks": (a.colour, b.colour), "frame": t, "distance_px": d,
+                                  "tolerance_px": tol}
     return False, {}
 
 
