@@ -509,10 +509,11 @@ def _collision(tracks: list[Track], video_len: int) -> tuple[bool, dict[str, Any
                 ba, bb = a.blobs[t], b.blobs[t]
                 if ba is not None and bb is not None:
                     dists[t] = float(np.hypot(ba.centroid[0] - bb.centroid[0], ba.centroid[1] - bb.centroid[1]))
+            farthest = -np.inf  # over the earlier frames
             for t, d in dists.items():
-                earlier = [dd for tt, dd in dists.items() if tt < t]
+                farthest, before = max(farthest, d), farthest
                 # contact must be reached by approaching: earlier frames were farther apart
-                if not earlier or max(earlier) <= d + 2.0:
+                if before <= d + 2.0:
                     continue
                 tol = float(CONTACT_TOL_PX)
                 around = [dists[tt] for tt in (t - 1, t + 1) if tt in dists]

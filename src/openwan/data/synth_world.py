@@ -375,7 +375,11 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
     w, h, t_max = spec.width, spec.height, spec.frames - 1
     ts = np.arange(spec.frames, dtype=np.float64)
     floor_y = round(h * _FLOOR_FRACTION)
-    r = SIZE_FRACTION[spec.size] * min(w, h) * rng.uniform(0.92, 1.08)
+
+    def radius(size: str) -> float:
+        return SIZE_FRACTION[size] * min(w, h) * rng.uniform(0.92, 1.08)
+
+    r = radius(spec.size)
     cam = np.zeros_like(ts)
     ones = np.ones_like(ts)
     big = r * 1.2 + 1  # clearance from the frame edge for any shape (the star reaches 1.2 r)
@@ -386,7 +390,7 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
 
     if m == "collides":
         ra = r * COLLISION_SCALE
-        rb = SIZE_FRACTION[spec.size2] * min(w, h) * rng.uniform(0.92, 1.08) * COLLISION_SCALE
+        rb = radius(spec.size2) * COLLISION_SCALE
         (xa, ya, xb, yb), events = _collide(spec, rng, ra, rb)
         tracks = [_Track(spec.shape, spec.colour, spec.size, xa, ya, ra * ones),
                   _Track(spec.shape2, spec.colour2, spec.size2, xb, yb, rb * ones)]
