@@ -152,6 +152,33 @@ def test_mask_weight_needs_masks_in_the_manifest_and_a_dit_task(tmp_path, tiny_o
         load_config(cfg, ["flow.mask_weight=2.0", "run.task=\"vae\""])
 
 
+def test_a_datasets_own_mask_weight_replaces_flow_mask_weight_for_its_clips(tmp_path, tiny_official):
+    """A dataset's ``mask_weight`` (e.g. < 1 for camera pans, which only the background shows) is the one
+    its batches use: set alone it weighs the loss, and 1 makes its batches plain MSE under flow.mask_weight."""
+    from openwan.training import train
+
+    manifest = _masked_clips(tmp_path / "clips")
+
+    def logged_rows(run: str, overrides: list[str]) -> list[dict]:
+        cfg = write_config(tmp_path / run, tiny_official, manifest, steps=2, cache=True)
+        result = train(load_config(cfg, overrides))
+        assert len(result.losses) == 2 and all(np.isfinite(result.losses))
+        rows = [json.loads(line) for line in (tmp_path / run / "run" / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in rows if "loss" in r]
+
+    weighted = logged_rows("own", ["datasets.0.mask_weight=0.2"])
+    assert len(weighted) == 2 and all(abs(r["mse"] - r["loss"]) > 1e-6 for r in weighted)
+    plain = logged_rows("plain", ["flow.mask_weight=10.0", "datasets.0.mask_weight=1.0"])
+    assert len(plain) == 2 and all("mse" not in r for r in plain)
+    for bad in ("0.0", "nan"):
+        with pytest.raises(InputError, match=r"datasets\[0\].mask_weight must be a finite number > 0"):
+            load_config(write_config(tmp_path / "bad", tiny_official, manifest, steps=1),
+                        [f"datasets.0.mask_weight={bad}"])
+    with pytest.raises(InputError, match=r"datasets\[0\].mask_weight is only for task = 'dit'"):
+        load_config(write_config(tmp_path / "bad", tiny_official, manifest, steps=1, cache=False),
+                    ["datasets.0.mask_weight=2.0", "run.task=\"vae\""])
+
+
 # ---- the VAE: per-pixel mask weights --------------------------------------------------------------------------------
 
 

@@ -108,6 +108,9 @@ class DatasetConfig:
     # manifest field -> allowed values, e.g. { motion_label = ["moves left", "moves right"] }: a subset of
     # a manifest as its own dataset, to weigh it up in a stage's mixture
     where: dict[str, list[Any]] = field(default_factory=dict)
+    # DiT: the subject cells' loss weight for this dataset's clips instead of flow.mask_weight. Below 1 it
+    # weighs the background up, e.g. camera pans, which only the background shows
+    mask_weight: float | None = None
 
 
 @dataclass
@@ -374,6 +377,10 @@ def validate(cfg: TrainConfig) -> None:
         need(bool(d.name), f"datasets[{i}].name", "is required")
         need(bool(d.manifest), f"datasets[{i}].manifest", "is required")
         need(names.count(d.name) == 1, f"datasets[{i}].name", f"{d.name!r} is used twice")
+        if d.mask_weight is not None:
+            need(math.isfinite(d.mask_weight) and d.mask_weight > 0, f"datasets[{i}].mask_weight",
+                 "must be a finite number > 0 (1 = unweighted)")
+            need(cfg.run.task == "dit", f"datasets[{i}].mask_weight", "is only for task = 'dit'")
     need(bool(cfg.stages), "stages", "must list at least one [[stages]] entry")
     for i, s in enumerate(cfg.stages):
         at = f"stages[{i}]"

@@ -42,6 +42,7 @@ class _Source:
     dataset: ClipDataset
     sampler_seed: int
     cache: LatentCache | None = None  # set: batches carry cached latents instead of pixels
+    mask_weight: float | None = None  # the dataset's own flow-loss subject weight (None: flow.mask_weight)
     consumed: int = 0
     iterator: Iterator[Batch] | None = None
 
@@ -63,10 +64,10 @@ class StageData:
             entries = load_entries(datasets[name])
             dataset = ClipDataset(entries, buckets, fps=stage.fps, seed=seed + 7919 * i, name=name, masks=masks)
             self.sources.append(_Source(name, weight, dataset, sampler_seed=seed + 1000 * stage_index + i,
-                                        cache=(caches or {}).get(name)))
+                                        cache=(caches or {}).get(name), mask_weight=datasets[name].mask_weight))
         if masks and not any(e.mask is not None for src in self.sources for e in src.dataset.entries):
-            raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight or "
-                             "vae.loss.mask_weight) but none of its manifests has a 'mask' field; add mask videos "
+            raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight, a "
+                             "dataset's mask_weight or vae.loss.mask_weight) but none of its manifests has a 'mask' field; add mask videos "
                              "to the manifest (`openwan data synth-world` writes them) or set the weight to 1")
         self._weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
         for src in self.sources:  # fail now, before any compute, if a dataset has no full batch

@@ -424,7 +424,7 @@ class DiTTrainer(Trainer):
 
     @property
     def reads_masks(self) -> bool:
-        return self.cfg.flow.mask_weight != 1.0
+        return self.cfg.flow.mask_weight != 1.0 or any(d.mask_weight not in (None, 1.0) for d in self.cfg.datasets)
 
     def latent_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """Pixel mask [B, 1, F, H, W] -> the VAE's latent grid [B, 1, F', H', W']."""
@@ -435,9 +435,10 @@ class DiTTrainer(Trainer):
         set_lr(self.optimizer, lr)
         x0 = batch.video.to(self.device) if src.cache is not None else self.encode_video(batch.video)
         weight = None
-        if self.reads_masks:
+        mask_weight = cfg.flow.mask_weight if src.mask_weight is None else src.mask_weight
+        if mask_weight != 1.0:
             mask = batch.mask if src.cache is not None else self.latent_mask(batch.mask)
-            weight = 1.0 + (cfg.flow.mask_weight - 1.0) * mask.to(self.device)
+            weight = 1.0 + (mask_weight - 1.0) * mask.to(self.device)
         g = rng_for(cfg.run.seed, self.step, self.dp_rank)  # same on the ranks of a context-parallel group
         context = self._context(batch.captions, g, src.cache)
         sigma = sample_sigmas(x0.shape[0], self.stage_flow, g)
