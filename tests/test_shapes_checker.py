@@ -14,6 +14,7 @@ from openwan.bench.shapes import (
     Palette,
     analyse,
     classify_shape,
+    shape_features,
     score_prompt,
     segment,
     track,
@@ -275,6 +276,37 @@ def test_bad_input() -> None:
         Palette({})
     with pytest.raises(InputError):
         classify_shape(np.zeros((10, 10), bool))
+
+
+def _bowed_triangle(r: float, bow: float, cx: float = 32.0, cy: float = 34.0) -> np.ndarray:
+    """Mask of a triangle whose sides bow inward by ``bow`` of the centre-to-side distance (generated
+    triangles often look like this): concave, three points."""
+    tips = [(cx + r * math.cos(math.radians(a)), cy + r * math.sin(math.radians(a))) for a in (-90, 30, 150)]
+    pts = []
+    for (x0, y0), (x1, y1) in zip(tips, tips[1:] + tips[:1]):
+        for u in np.linspace(0, 1, 12, endpoint=False):
+            x, y = x0 + u * (x1 - x0), y0 + u * (y1 - y0)
+            pull = bow * 4 * u * (1 - u)  # 0 at the tips, most at mid-side
+            pts.append((x + pull * (cx - x), y + pull * (cy - y)))
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.array(pts) * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
+    return mask > 0
+
+
+@pytest.mark.parametrize("r", [7, 9, 13, 18])
+def test_a_triangle_with_concave_sides_is_a_triangle_and_a_blunt_star_is_a_star(r: int) -> None:
+    """Three points make a triangle even when its sides bow in (low solidity: the old rule, solidity
+    < 0.82, called it a star); five points make a star, the world's (inner radius 0.42 of the outer) and a blunter one."""
+    for bow in (0.12, 0.2):
+        mask = _bowed_triangle(r, bow)
+        assert shape_features(mask)["solidity"] < 0.82  # concave: the case the old rule got wrong
+        assert classify_shape(mask) == "triangle", (r, bow)
+    for inner in (0.42, 0.5):
+        pts = [(32 + (r if k % 2 == 0 else inner * r) * math.cos(math.radians(-90 + 36 * k)),
+                34 + (r if k % 2 == 0 else inner * r) * math.sin(math.radians(-90 + 36 * k))) for k in range(10)]
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        cv2.fillPoly(mask, [np.round(np.array(pts) * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
+        assert classify_shape(mask > 0) == "star", (r, inner)
 
 
 def test_camera_following_object_reports_pan_and_relative_motion() -> None:
