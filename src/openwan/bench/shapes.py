@@ -44,9 +44,6 @@ PAN_MIN_PX = 2.0  # a cumulative background shift below this is no pan
 SIZE_RATIO = 1.3  # end/start area ratio for grows/shrinks
 FALL_MIN_A = 0.05  # px/frame^2; quadratic coefficient that counts as acceleration
 FALL_MIN_R2 = 0.95
-# dip4 (see shape_features) that marks a star: midway between the largest of rendered triangles and circles
-# (0.11) and the smallest of rendered stars (0.19), over 1,098 frames of 140 synth-world clips at every size
-STAR_DIP = 0.15
 
 
 @dataclass(frozen=True)
@@ -270,31 +267,26 @@ def shape_features(mask: np.ndarray) -> dict[str, float]:
     hull_perim = float(cv2.arcLength(hull, True))
     (_, _), (rw, rh), _ = cv2.minAreaRect(c)
     approx = cv2.approxPolyDP(hull, 0.06 * hull_perim, True)
-    defects = cv2.convexityDefects(c, cv2.convexHull(c, returnPoints=False))
-    dips = np.sort(defects.reshape(-1, 4)[:, 3] / 256.0)[::-1] if defects is not None else np.zeros(0)
     return {
         "area": area,
         "circularity": 4 * np.pi * area / max(perim ** 2, 1e-6),
         "solidity": area / max(hull_area, 1e-6),
         "rect_fill": area / max(rw * rh, 1e-6),  # square ~1, circle ~pi/4, triangle ~1/2
         "aspect": min(rw, rh) / max(rw, rh, 1e-6),
-        "vertices": float(len(approx)),
-        # depth of the 4th-deepest dip of the outline between hull points, over sqrt(area): a five-pointed
-        # star has five dips, a triangle at most three (one per side, when its sides are drawn concave)
-        "dip4": float(dips[3]) / max(np.sqrt(area), 1e-6) if len(dips) >= 4 else 0.0,
+        "vertices": float(len(approx)),  # corners of the convex hull: 3 for a triangle, 5 for a star
     }
 
 
 def classify_shape(mask: np.ndarray) -> str:
     """circle / square / triangle / star from contour features of a bool [H, W] mask.
 
-    A star is told by its points: at least four deep dips in its outline (``dip4``). Concavity alone
-    (solidity) is not enough: a generated triangle often has concave sides, three shallow dips, and
-    would read as a star. Otherwise the fill of the minimum-area rectangle separates square (~1) /
-    circle (~0.79) / triangle (~0.5), and the hull's polygon vertex count breaks ties near the thresholds.
+    Stars are the only concave shape (low solidity) whose convex hull has more than three corners: a
+    generated triangle often has sides bowed inward, which makes it concave, but its hull stays a
+    triangle. Among the rest the fill of the minimum-area rectangle separates square (~1) / circle
+    (~0.79) / triangle (~0.5), and the hull's corner count breaks ties near the thresholds.
     """
     f = shape_features(mask)
-    if f["dip4"] >= STAR_DIP:
+    if f["solidity"] < 0.82 and f["vertices"] >= 4:
         return "star"
     if f["rect_fill"] < 0.66 or (f["vertices"] == 3 and f["rect_fill"] < 0.72):
         return "triangle"
