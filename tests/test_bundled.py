@@ -38,8 +38,8 @@ def test_generate_without_model_uses_the_bundled_model(tmp_path):
 ])
 def test_the_bundled_model_draws_the_colour_it_is_asked_for(prompt, colour):
     """Trained behaviour, read off the pixels by the shapes checker (seeded CPU noise: deterministic).
-    Only colour is asserted, on seen combinations: shape and motion are below target in the shipped
-    weights, and colour itself is right in 92.7 % of held-out samples (model card, `openwan bench shapes`)."""
+    Only colour is asserted, on seen combinations: direction and falls are below target in the shipped
+    weights, and colour itself is right in 94.8 % of held-out samples (model card, `openwan bench shapes`)."""
     import openwan
     from openwan.bench.shapes import analyse
 
