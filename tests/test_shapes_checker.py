@@ -14,9 +14,9 @@ from openwan.bench.shapes import (
     Palette,
     analyse,
     classify_shape,
-    shape_features,
     score_prompt,
     segment,
+    shape_features,
     track,
 )
 from openwan.errors import InputError
