@@ -66,9 +66,10 @@ class StageData:
             self.sources.append(_Source(name, weight, dataset, sampler_seed=seed + 1000 * stage_index + i,
                                         cache=(caches or {}).get(name), mask_weight=datasets[name].mask_weight))
         if masks and not any(e.mask is not None for src in self.sources for e in src.dataset.entries):
-            raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight, a "
-                             "dataset's mask_weight or vae.loss.mask_weight) but none of its manifests has a 'mask' field; add mask videos "
-                             "to the manifest (`openwan data synth-world` writes them) or set the weight to 1")
+            raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight, a dataset's "
+                             "mask_weight or vae.loss.mask_weight) but none of its manifests has a 'mask' field; "
+                             "add mask videos to the manifest (`openwan data synth-world` writes them) or set "
+                             "the weight to 1")
         self._weights = torch.tensor([s.weight for s in self.sources], dtype=torch.float64)
         for src in self.sources:  # fail now, before any compute, if a dataset has no full batch
             self._sampler(src)
