@@ -296,7 +296,8 @@ def _bowed_triangle(r: float, bow: float, cx: float = 32.0, cy: float = 34.0) ->
 @pytest.mark.parametrize("r", [7, 9, 13, 18])
 def test_a_triangle_with_concave_sides_is_a_triangle_and_a_blunt_star_is_a_star(r: int) -> None:
     """Three points make a triangle even when its sides bow in (low solidity: the old rule, solidity
-    < 0.82, called it a star); five points make a star, the world's (inner radius 0.42 of the outer) and a blunter one."""
+    < 0.82, called it a star); five points make a star, the world's (inner radius 0.42 of the outer)
+    and a blunter one."""
     for bow in (0.12, 0.2):
         mask = _bowed_triangle(r, bow)
         assert shape_features(mask)["solidity"] < 0.82  # concave: the case the old rule got wrong
