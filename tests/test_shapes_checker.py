@@ -278,6 +278,13 @@ def test_bad_input() -> None:
         classify_shape(np.zeros((10, 10), bool))
 
 
+def _polygon_mask(pts: list[tuple[float, float]]) -> np.ndarray:
+    """Bool [SIZE, SIZE] mask of a filled polygon, anti-aliased at 1/16-px precision like ``draw``."""
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(np.array(pts) * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
+    return mask > 0
+
+
 def _bowed_triangle(r: float, bow: float, cx: float = 32.0, cy: float = 34.0) -> np.ndarray:
     """Mask of a triangle whose sides bow inward by ``bow`` of the centre-to-side distance (generated
     triangles often look like this): concave, three points."""
@@ -288,9 +295,7 @@ def _bowed_triangle(r: float, bow: float, cx: float = 32.0, cy: float = 34.0) ->
             x, y = x0 + u * (x1 - x0), y0 + u * (y1 - y0)
             pull = bow * 4 * u * (1 - u)  # 0 at the tips, most at mid-side
             pts.append((x + pull * (cx - x), y + pull * (cy - y)))
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    cv2.fillPoly(mask, [np.round(np.array(pts) * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
-    return mask > 0
+    return _polygon_mask(pts)
 
 
 @pytest.mark.parametrize("r", [7, 9, 13, 18])
@@ -303,11 +308,10 @@ def test_a_triangle_with_concave_sides_is_a_triangle_and_a_blunt_star_is_a_star(
         assert shape_features(mask)["solidity"] < 0.82  # concave: the case the old rule got wrong
         assert classify_shape(mask) == "triangle", (r, bow)
     for inner in (0.42, 0.5):
-        pts = [(32 + (r if k % 2 == 0 else inner * r) * math.cos(math.radians(-90 + 36 * k)),
-                34 + (r if k % 2 == 0 else inner * r) * math.sin(math.radians(-90 + 36 * k))) for k in range(10)]
-        mask = np.zeros((SIZE, SIZE), np.uint8)
-        cv2.fillPoly(mask, [np.round(np.array(pts) * 16).astype(np.int32)], 1, cv2.LINE_AA, 4)
-        assert classify_shape(mask > 0) == "star", (r, inner)
+        radii = [r if k % 2 == 0 else inner * r for k in range(10)]
+        pts = [(32 + rad * math.cos(math.radians(-90 + 36 * k)), 34 + rad * math.sin(math.radians(-90 + 36 * k)))
+               for k, rad in enumerate(radii)]
+        assert classify_shape(_polygon_mask(pts)) == "star", (r, inner)
 
 
 def test_camera_following_object_reports_pan_and_relative_motion() -> None:
