@@ -12,6 +12,7 @@ import pytest
 from openwan.data.manifest import read_manifest
 from openwan.data.synth_captions import COLOUR_WORDS, MOTION_TEMPLATES, SHAPE_WORDS
 from openwan.data.synth_world import (
+    ALL_BACKGROUNDS,
     BACKGROUNDS,
     COLOURS,
     MOTIONS,
@@ -25,6 +26,7 @@ from openwan.data.synth_world import (
     heldout_prompts,
     is_held_out,
     render_clip,
+    render_clip_with_mask,
     run_synth_world,
     sample_spec,
 )
@@ -77,7 +79,7 @@ def test_colours_are_separable():
     rgbs = np.array(list(COLOURS.values()), np.float32)
     pair = np.linalg.norm(rgbs[:, None] - rgbs[None], axis=-1)
     assert pair[~np.eye(len(rgbs), dtype=bool)].min() > 80
-    for background in BACKGROUNDS:  # every colour stands far from every background pixel
+    for background in ALL_BACKGROUNDS:  # every colour stands far from every background pixel
         frames, _ = render_clip(_spec("stays still", background=background, colour="yellow"))
         bg = frames[0, :4].reshape(-1, 3).astype(np.float32)  # top rows: background only
         assert np.linalg.norm(bg[:, None] - rgbs[None], axis=-1).min() > 60
@@ -251,7 +253,7 @@ def test_collision_too_wide_for_the_frame_is_a_clear_error(monkeypatch):
 
 
 @pytest.mark.parametrize("motion,sign", [("camera pans left", 1), ("camera pans right", -1)])
-@pytest.mark.parametrize("background", BACKGROUNDS)
+@pytest.mark.parametrize("background", ALL_BACKGROUNDS)
 def test_camera_pan_shifts_background_and_objects(motion, sign, background):
     import cv2
 
@@ -268,6 +270,37 @@ def test_camera_pan_shifts_background_and_objects(motion, sign, background):
     assert np.abs([s[1] for s in shifts]).max() < 0.3
     x = _centroids(frames, COLOURS["yellow"])[:, 0]
     assert np.allclose(np.diff(x) * sign, speed, atol=0.3)  # the object moves with the background
+
+
+def _wall_contrast_at_latent_scale(spec: ClipSpec) -> float:
+    """How much the wall's 8x8-pixel blocks (one latent cell each) differ along a row, where a horizontal
+    pan moves them: grey-level std of the block means across each block row above the floor, averaged."""
+    frames, mask, _ = render_clip_with_mask(spec)
+    grey = frames[0].astype(np.float64).mean(-1)
+    wall = (mask[0] == 0).astype(np.float64)  # the object is not the wall
+    h = int(spec.height * 0.9) // 8 * 8
+    sums = (grey * wall)[:h].reshape(h // 8, 8, -1, 8).sum((1, 3))
+    counts = wall[:h].reshape(h // 8, 8, -1, 8).sum((1, 3))
+    return float(np.mean([np.std(s[c > 0] / c[c > 0]) for s, c in zip(sums, counts)]))
+
+
+def test_mottled_walls_are_opt_in_grey_and_structured_at_the_latent_scale():
+    assert "mottled" not in BACKGROUNDS and SynthWorldConfig().backgrounds == BACKGROUNDS
+    default = SynthWorldConfig(num_clips=200)
+    assert {sample_spec(default, i).background for i in range(200)} == set(BACKGROUNDS)
+    for seed in range(4):
+        spec = _spec("camera pans left", seed=seed, shape="square", colour="cyan", size="small")
+        mottled = _wall_contrast_at_latent_scale(dataclasses.replace(spec, background="mottled"))
+        flat = max(_wall_contrast_at_latent_scale(dataclasses.replace(spec, background=b)) for b in BACKGROUNDS)
+        # the default walls' fine texture averages out within a latent cell; the patches do not
+        assert flat < 2.0 and mottled > 3 * flat, (seed, flat, mottled)
+    frames, mask, _ = render_clip_with_mask(_spec("stays still", background="mottled"))
+    wall = frames[mask == 0].astype(np.int16)
+    assert np.abs(wall - wall[:, :1]).max() <= 1  # grey: the patches add no hue for the colour checker
+    config = SynthWorldConfig(num_clips=8, backgrounds=("mottled",), motions=("camera pans left",))
+    assert {sample_spec(config, i).background for i in range(8)} == {"mottled"}
+    with pytest.raises(InputError, match="mottled"):
+        SynthWorldConfig(backgrounds=("moon",))
 
 
 def test_grow_and_shrink_change_area_monotonically():
@@ -311,10 +344,19 @@ def test_cli_writes_readable_manifest_and_faithful_videos(tmp_path, capsys):
         assert 10 * np.log10(255**2 / mse) > 36  # 4:4:4 H.264 at crf 18 (4:2:0 gave 30-35 dB)
 
 
-def test_openwan_data_synth_world_cli(tmp_path):
+def test_openwan_data_synth_world_cli(tmp_path, capsys):
     from openwan.cli import main
     from openwan.data.manifest import read_manifest
 
     assert main(["data", "synth-world", str(tmp_path / "w"), "--clips", "3", "--seed", "2"]) == 0
     entries = read_manifest(tmp_path / "w" / "train.jsonl")
     assert len(entries) == 3 and all(e.path.is_file() for e in entries)
+    # a subset of the world: only pans, only over mottled walls
+    assert main(["data", "synth-world", str(tmp_path / "p"), "--clips", "4", "--motions",
+                 "camera pans left, camera pans right", "--backgrounds", "mottled"]) == 0
+    rows = [e.extra for e in read_manifest(tmp_path / "p" / "train.jsonl")]
+    assert {r["background"] for r in rows} == {"mottled"}
+    assert {r["motion_label"] for r in rows} <= {"camera pans left", "camera pans right"}
+    assert main(["data", "synth-world", str(tmp_path / "bad"), "--backgrounds", "dark grey,moon"]) != 0
+    assert "backgrounds must be distinct values from" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -48,7 +48,13 @@ SIZE_FRACTION = {"small": 0.14, "large": 0.20}
 # Colliding objects are drawn at 0.8x: two large ones at full size fill 51 of 64 px of a row (two large
 # stars do not fit at all), leaving no room to approach, and a collision that barely moves teaches nothing.
 COLLISION_SCALE = 0.8
-BACKGROUNDS = ("dark grey", "light grey", "gradient", "floor")
+BACKGROUNDS = ("dark grey", "light grey", "gradient", "floor")  # the default world's
+# Opt-in backgrounds (SynthWorldConfig.backgrounds), outside the default world so its clips stay as they were.
+# "mottled": a grey wall with soft light and dark patches about 1.5 latent cells (12 px) across, so a camera
+# pan shows at the latent scale, not only in the fine texture every wall carries. (Given to the bundled
+# model's DiT as extra pan clips it did not make it follow left pans: MODEL_CARD.md.)
+EXTRA_BACKGROUNDS = ("mottled",)
+ALL_BACKGROUNDS = BACKGROUNDS + EXTRA_BACKGROUNDS
 SPLITS = ("train", "heldout")
 
 # Every shape, colour and motion appears at least once, so the held-out test probes each attribute.
@@ -73,6 +79,7 @@ _FLOOR_FRACTION = 0.9  # floor line at this fraction of the height
 # Grey-level std of the background texture: enough for a pan to be measurable, low enough that a 4x8x8
 # VAE that cannot carry the texture still reconstructs a clip above 30 dB PSNR.
 _TEXTURE_STD = 4.0
+_PATCH_STD, _PATCH_BLUR = 14.0, 5.0  # "mottled" patches: grey-level std, Gaussian blur sigma in px
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,7 @@ class SynthWorldConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name, allowed in (("shapes", SHAPES), ("colours", tuple(COLOURS)), ("sizes", SIZES),
-                              ("backgrounds", BACKGROUNDS), ("motions", MOTIONS), ("languages", LANGUAGES)):
+                              ("backgrounds", ALL_BACKGROUNDS), ("motions", MOTIONS), ("languages", LANGUAGES)):
             values = getattr(self, name)
             bad = [v for v in values if v not in allowed]
             if not values or bad or len(set(values)) != len(values):
@@ -160,8 +167,8 @@ class ClipSpec:
                              f"use {SHAPES}, {tuple(COLOURS)}, {SIZES}")
         if self.motion not in MOTIONS:
             raise InputError(f"unknown motion {self.motion!r}; use one of {MOTIONS}")
-        if self.background not in BACKGROUNDS:
-            raise InputError(f"unknown background {self.background!r}; use one of {BACKGROUNDS}")
+        if self.background not in ALL_BACKGROUNDS:
+            raise InputError(f"unknown background {self.background!r}; use one of {ALL_BACKGROUNDS}")
         if self.motion == "collides":
             if self.shape2 not in SHAPES or self.colour2 not in COLOURS or self.size2 not in SIZES:
                 raise InputError("a 'collides' clip needs shape2, colour2 and size2 for the second object")
@@ -458,12 +465,17 @@ def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin
         base = np.full((h, 1, 3), 48, np.float32)
     elif spec.background == "light grey":
         base = np.full((h, 1, 3), 150, np.float32)
+    elif spec.background == "mottled":
+        base = np.full((h, 1, 3), 100, np.float32)
     elif spec.background == "gradient":
         top, bottom = np.array([35, 40, 55], np.float32), np.array([105, 100, 95], np.float32)
         base = top + (bottom - top) * ys / (h - 1)
     else:  # "floor": a darker wall over a lighter floor, split by a bright line
         base = np.where(ys < floor_y, np.float32(62), np.array([96, 90, 82], np.float32))
     img = np.broadcast_to(base, (h, ww, 3)).copy()
+    if spec.background == "mottled":
+        patches = cv2.GaussianBlur(rng.standard_normal((h, ww)).astype(np.float32), (0, 0), _PATCH_BLUR)
+        img += (_PATCH_STD / max(float(patches.std()), 1e-6)) * patches[:, :, None]
     if spec.background != "floor":
         img[math.ceil(floor_y):] *= 0.8  # a faint floor band so falls land on something visible
     noise = cv2.GaussianBlur(rng.standard_normal((h, ww)).astype(np.float32), (0, 0), 1.2)
@@ -668,14 +680,24 @@ def add_synth_world_parser(subparsers) -> argparse.ArgumentParser:
                    help="train (held-out combinations excluded) or heldout (only those) (default: train)")
     p.add_argument("--languages", default=",".join(LANGUAGES),
                    help="comma-separated caption languages to draw from (default: en,zh)")
+    p.add_argument("--motions", default=",".join(MOTIONS),
+                   help="comma-separated motions to draw from (default: all of them)")
+    p.add_argument("--backgrounds", default=",".join(BACKGROUNDS),
+                   help=f"comma-separated backgrounds to draw from, of {', '.join(ALL_BACKGROUNDS)} "
+                   f"(default: {','.join(BACKGROUNDS)})")
     return p
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def run_synth_world(args: argparse.Namespace) -> int:
     """Handler for ``openwan data synth-world``; prints where the manifest went."""
     w, h = args.size
     config = SynthWorldConfig(width=w, height=h, frames=args.frames, fps=args.fps, num_clips=args.clips,
-                              seed=args.seed, languages=tuple(v.strip() for v in args.languages.split(",") if v.strip()))
+                              seed=args.seed, languages=_names(args.languages), motions=_names(args.motions),
+                              backgrounds=_names(args.backgrounds))
     manifest = generate_dataset(args.out, config, split=args.split)
     print(f"wrote {config.num_clips} {args.split} clips ({w}x{h}, {config.frames} frames) and {manifest}")
     if args.split == "heldout":
