@@ -418,6 +418,45 @@ def test_a_stage_draws_noise_levels_from_its_own_distribution(tmp_path, tiny_off
     assert second.min() > 0.9  # the stage's own: sigmoid(N(6, 1))
 
 
+def test_a_dataset_draws_noise_levels_from_its_own_distribution_on_top_of_its_stages(
+        tmp_path, tiny_official, two_clips, monkeypatch):
+    """E.g. camera pans trained where their wall is formed while the stage centres the rest at high σ."""
+    from openwan.training import train, trainer
+
+    drawn = []
+
+    def recording(n, flow, generator):
+        drawn.append((flow.logit_mean, real(n, flow, generator)))
+        return drawn[-1][1]
+
+    real = trainer.sample_sigmas
+    monkeypatch.setattr(trainer, "sample_sigmas", recording)
+    late = f"""
+        [[datasets]]
+        name = "low"
+        manifest = "{two_clips}"
+        cache = true
+        flow = {{ logit_mean = -6.0 }}
+        [[stages]]
+        name = "high-noise"
+        steps = 8
+        batch_size = 2
+        buckets = ["64x64x5"]
+        datasets = {{ clips = 0.5, low = 0.5 }}
+        flow = {{ timesteps = "logit_normal", logit_mean = 6.0 }}
+    """
+    train(load_config(write_config(tmp_path, tiny_official, two_clips, steps=1, extra=textwrap.dedent(late))))
+    late_draws = drawn[1:]
+    assert len(late_draws) == 8 and {m for m, _ in late_draws} == {6.0, -6.0}  # both datasets drawn
+    for mean, sigma in late_draws:  # the stage's logit-normal, the dataset's mean: sigmoid(N(-6, 1)) < 0.1
+        assert (sigma > 0.9).all() if mean == 6.0 else (sigma < 0.1).all()
+    with pytest.raises(InputError, match=r"datasets\[0\]\.flow\.logit_std must be > 0"):
+        load_config(write_config(tmp_path / "bad", tiny_official, two_clips), ["datasets.0.flow={logit_std=0.0}"])
+    with pytest.raises(InputError, match=r"datasets\[0\]\.flow is only for task = 'dit'"):
+        load_config(write_config(tmp_path / "bad", tiny_official, two_clips, cache=False),
+                    ["datasets.0.flow={logit_mean=1.0}", 'run.task="vae"'])
+
+
 def test_gradient_checkpointing_gives_the_same_losses(tmp_path, tiny_official, two_clips):
     from openwan.training import train
 

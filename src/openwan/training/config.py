@@ -111,6 +111,9 @@ class DatasetConfig:
     # DiT: the subject cells' loss weight for this dataset's clips instead of flow.mask_weight. Below 1 it
     # weighs the background up, e.g. camera pans, which only the background shows
     mask_weight: float | None = None
+    # DiT: this dataset's own noise levels on top of its stage's, e.g. { logit_mean = -0.5 } to train camera
+    # pans where the wall is formed (low-middle σ) while the stage centres the rest at high σ
+    flow: StageNoise = field(default_factory=StageNoise)
 
 
 @dataclass
@@ -326,7 +329,9 @@ def validate(cfg: TrainConfig) -> None:
             raise InputError(f"{src}: {where} {msg}")
 
     need(cfg.run.seed >= 0, "run.seed", "must be >= 0")
-    for where, noise in [("flow", cfg.flow)] + [(f"stages[{i}].flow", s.flow) for i, s in enumerate(cfg.stages)]:
+    noises = ([("flow", cfg.flow)] + [(f"stages[{i}].flow", s.flow) for i, s in enumerate(cfg.stages)]
+              + [(f"datasets[{i}].flow", d.flow) for i, d in enumerate(cfg.datasets)])
+    for where, noise in noises:
         need(noise.logit_std is None or noise.logit_std > 0, f"{where}.logit_std", "must be > 0")
         need(noise.shift is None or noise.shift > 0, f"{where}.shift", "must be > 0")
     need(0 <= cfg.flow.text_dropout <= 1, "flow.text_dropout", "must be in [0, 1]")
@@ -381,6 +386,7 @@ def validate(cfg: TrainConfig) -> None:
             need(math.isfinite(d.mask_weight) and d.mask_weight > 0, f"datasets[{i}].mask_weight",
                  "must be a finite number > 0 (1 = unweighted)")
             need(cfg.run.task == "dit", f"datasets[{i}].mask_weight", "is only for task = 'dit'")
+        need(d.flow == StageNoise() or cfg.run.task == "dit", f"datasets[{i}].flow", "is only for task = 'dit'")
     need(bool(cfg.stages), "stages", "must list at least one [[stages]] entry")
     for i, s in enumerate(cfg.stages):
         at = f"stages[{i}]"

@@ -20,7 +20,7 @@ from ..data.buckets import parse_bucket
 from ..data.dataset import Batch, BucketBatchSampler, ClipDataset, SkipReport, collate
 from ..data.manifest import ManifestEntry, filter_entries, read_manifest
 from ..errors import InputError
-from .config import DatasetConfig, StageConfig
+from .config import DatasetConfig, StageConfig, StageNoise
 from .latent_cache import CachedClipDataset, LatentCache
 
 
@@ -43,6 +43,7 @@ class _Source:
     sampler_seed: int
     cache: LatentCache | None = None  # set: batches carry cached latents instead of pixels
     mask_weight: float | None = None  # the dataset's own flow-loss subject weight (None: flow.mask_weight)
+    noise: StageNoise | None = None  # the dataset's own noise levels on top of the stage's
     consumed: int = 0
     iterator: Iterator[Batch] | None = None
 
@@ -64,7 +65,8 @@ class StageData:
             entries = load_entries(datasets[name])
             dataset = ClipDataset(entries, buckets, fps=stage.fps, seed=seed + 7919 * i, name=name, masks=masks)
             self.sources.append(_Source(name, weight, dataset, sampler_seed=seed + 1000 * stage_index + i,
-                                        cache=(caches or {}).get(name), mask_weight=datasets[name].mask_weight))
+                                        cache=(caches or {}).get(name), mask_weight=datasets[name].mask_weight,
+                                        noise=datasets[name].flow))
         if masks and not any(e.mask is not None for src in self.sources for e in src.dataset.entries):
             raise InputError(f"stage '{stage.name}' weighs its loss by masks (flow.mask_weight, a dataset's "
                              "mask_weight or vae.loss.mask_weight) but none of its manifests has a 'mask' field; "
