@@ -15,7 +15,11 @@ from openwan.cli import main
 from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
+# two more pan clips over mottled walls, read by the DiT's pans dataset instead of [data]'s clips
+EXTRA = ('extra_data=[{name="mottled-pans", clips=2, seed=1, backgrounds=["mottled"], '
+         'motions=["camera pans left", "camera pans right"], datasets=["pans"]}]')
 SHORT = [
+    "--set", EXTRA,
     "--set", "data.clips=16", "--set", "stats_clips=4",
     "--set", "text_encoder.train_steps=2", "--set", "text_encoder.train_specs=20",
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
@@ -73,6 +77,17 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     assert all(torch.equal(shipped[k], tuned[k]) for k in tuned)
     assert any(not torch.equal(tuned[k], first[k]) for k in first)
     assert (recipe_run / "dit-finetune" / "cache").resolve() == (recipe_run / "dit" / "cache").resolve()
+    # The pans dataset read the extra_data clips (mottled walls), the others the [data] world.
+    from openwan.data.manifest import read_manifest
+    from openwan.training.latent_cache import clips_fingerprint
+
+    cached = {name: json.loads((recipe_run / "dit" / "cache" / name / "source.json").read_text())["clips"]
+              for name in ("pans", "world")}
+    assert cached["pans"] == clips_fingerprint(read_manifest(recipe_run / "data-mottled-pans" / "train.jsonl"), True)
+    world = read_manifest(recipe_run / "data" / "train.jsonl")
+    assert cached["world"] == clips_fingerprint(world, True)
+    world_pans = [e for e in world if e.extra["motion_label"].startswith("camera pans")]
+    assert cached["pans"] != clips_fingerprint(world_pans, True)
     # The model reads the caption-trained encoder of the text step, not the scaffold's random one.
     t5 = "models_t5_umt5-xxl-enc-bf16.pth"
     shipped, trained, random = (torch.load(d / t5, weights_only=True)
@@ -181,6 +196,52 @@ def test_recipe_errors_name_the_key(tmp_path):
         load_recipe(RECIPE, ["text_encoder.train_steps=-1"])
     with pytest.raises(InputError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.toml")
+
+
+def test_extra_data_is_rendered_once_and_read_only_by_the_datasets_it_names(tmp_path, monkeypatch):
+    from openwan.data.manifest import read_manifest
+    from openwan.training import recipe as recipe_mod
+    from openwan.training import trainer
+
+    recipe = recipe_mod.load_recipe(RECIPE, [EXTRA])
+    manifests = recipe_mod.build_extra_data(recipe, tmp_path)
+    pans = tmp_path / "data-mottled-pans" / "train.jsonl"
+    assert manifests == {"pans": pans}
+    rows = [e.extra for e in read_manifest(pans)]
+    assert len(rows) == 2 and {r["background"] for r in rows} == {"mottled"}
+    assert {r["motion_label"] for r in rows} <= {"camera pans left", "camera pans right"}
+    stamp = pans.stat().st_mtime_ns
+    assert recipe_mod.build_extra_data(recipe, tmp_path) == manifests and pans.stat().st_mtime_ns == stamp
+
+    seen = {}
+
+    def fake_train(cfg):
+        seen.update({d.name: d.manifest for d in cfg.datasets})
+        return type("Result", (), {"export_dir": tmp_path / "export"})()
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    recipe_mod._train(recipe.dit, [], output_dir=tmp_path / "dit", base=tmp_path, manifest=tmp_path / "world.jsonl",
+                      extra=manifests)
+    assert seen.pop("pans") == str(pans)
+    assert seen and set(seen.values()) == {str(tmp_path / "world.jsonl")}
+
+
+def test_extra_data_errors_come_before_any_step(tmp_path):
+    from openwan.training.recipe import load_recipe, run_recipe
+
+    out = f"output_dir={json.dumps(str(tmp_path / 'run'))}"
+    with pytest.raises(InputError, match="extra_data 'mottled-pans': backgrounds must be distinct values from"):
+        load_recipe(RECIPE, [EXTRA.replace('"mottled"', '"moon"')])
+    with pytest.raises(InputError, match="datasets must name the DiT"):
+        load_recipe(RECIPE, [EXTRA.replace('datasets=["pans"]', "datasets=[]")])
+    with pytest.raises(InputError, match="name must be a non-empty word"):
+        load_recipe(RECIPE, [EXTRA.replace('"mottled-pans"', '"../up"')])
+    with pytest.raises(InputError, match=r"feeds datasets \['panz'\], which no DiT config .* are \[.*'pans'"):
+        run_recipe(load_recipe(RECIPE, [out, EXTRA.replace('["pans"]', '["panz"]')]))
+    twice = EXTRA.replace("}]", '}, {name="more", clips=2, datasets=["pans"]}]')
+    with pytest.raises(InputError, match="dataset 'pans' is fed by two extra_data sets, 'mottled-pans' and 'more'"):
+        run_recipe(load_recipe(RECIPE, [out, twice]))
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_dit_finetune_must_continue_the_dit(tmp_path):

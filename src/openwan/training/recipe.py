@@ -5,6 +5,8 @@ A recipe file (``configs/shapes-world/recipe.toml``) names every step; each writ
 resumes (the two training steps also resume from their own checkpoints):
 
 1. ``data``      render the synthetic world's train split (:mod:`openwan.data.synth_world`);
+   ``data-<name>`` each ``[[extra_data]]`` set: more train-split clips with their own seed and a subset of
+                 the world's motions and backgrounds, read only by the DiT datasets it names;
 2. ``scaffold``  a tokenizer trained on the world's caption templates and a random umT5-architecture text
                  encoder, in the official layout;
    ``text``      that encoder trained to say what each caption states (:mod:`.caption_encoder`), the
@@ -54,6 +56,18 @@ class RecipeData:
 
 
 @dataclass
+class RecipeExtraData:
+    """More train-split clips (size, frames and fps from [data]) for the DiT datasets named in ``datasets``."""
+
+    name: str = ""
+    clips: int = 0
+    seed: int = 1
+    backgrounds: list[str] = field(default_factory=list)  # [] = the world's default backgrounds
+    motions: list[str] = field(default_factory=list)  # [] = every motion
+    datasets: list[str] = field(default_factory=list)  # DiT [[datasets]] names that read these clips
+
+
+@dataclass
 class RecipeTokenizer:
     pieces: int = 160  # SentencePiece pieces; with the attribute words fixed the corpus supports < 180
     vocab_size: int = 384  # pieces + T5 sentinels: the text encoder's embedding rows
@@ -84,6 +98,7 @@ class Recipe:
     dit_finetune: str = ""  # optional second DiT run from the first one's weights (model.init = "base"); "" = none
     stats_clips: int = 256  # clips encoded for the latent mean/std
     data: RecipeData = field(default_factory=RecipeData)
+    extra_data: list[RecipeExtraData] = field(default_factory=list)
     tokenizer: RecipeTokenizer = field(default_factory=RecipeTokenizer)
     text_encoder: RecipeTextEncoder = field(default_factory=RecipeTextEncoder)
     # the model's sample_config.json (what `openwan generate` uses by default), in that file's format
@@ -115,6 +130,8 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             continue
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
+    for extra in recipe.extra_data:
+        _world_config(recipe, extra)  # a bad background or motion fails here, not after the VAE
     sample_defaults(recipe)
     te = recipe.text_encoder
     if te.train_steps < 0 or te.train_batch < 1 or te.train_specs < 1 or te.train_lr <= 0:
@@ -144,12 +161,26 @@ def _log(msg: str) -> None:
     print(f"[recipe {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _world_config(recipe: Recipe):
+def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None):
     from ..data.synth_world import SynthWorldConfig
 
     w, h = _data_size(recipe)
-    return SynthWorldConfig(width=w, height=h, frames=recipe.data.frames, fps=recipe.data.fps,
-                            num_clips=recipe.data.clips, seed=recipe.data.seed)
+    config = SynthWorldConfig(width=w, height=h, frames=recipe.data.frames, fps=recipe.data.fps,
+                              num_clips=recipe.data.clips, seed=recipe.data.seed)
+    if extra is None:
+        return config
+    where = f"{recipe.source}: extra_data '{extra.name}'"
+    if not extra.name or not extra.name.replace("-", "").replace("_", "").isalnum():
+        raise InputError(f"{where}: name must be a non-empty word (letters, digits, - and _): it names the "
+                         "data-<name> folder")
+    if not extra.datasets:
+        raise InputError(f"{where}: datasets must name the DiT [[datasets]] that read these clips")
+    try:
+        return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
+                                   backgrounds=tuple(extra.backgrounds) or config.backgrounds,
+                                   motions=tuple(extra.motions) or config.motions)
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
 
 
 def build_data(recipe: Recipe, out: Path) -> Path:
@@ -166,6 +197,21 @@ def build_data(recipe: Recipe, out: Path) -> Path:
         return manifest
     generate_dataset(out, _world_config(recipe), "train")
     return manifest
+
+
+def build_extra_data(recipe: Recipe, out: Path) -> dict[str, Path]:
+    """Render each ``[[extra_data]]`` set into ``out/data-<name>`` unless it is there; returns the
+    manifest of every DiT dataset that reads one."""
+    from ..data.synth_world import generate_dataset
+
+    manifests = {}
+    for extra in recipe.extra_data:
+        manifest = out / f"data-{extra.name}" / "train.jsonl"
+        if not manifest.is_file():
+            _log(f"extra data '{extra.name}': {extra.clips} clips -> {manifest.parent}")
+            generate_dataset(manifest.parent, _world_config(recipe, extra), "train")
+        manifests.update({name: manifest for name in extra.datasets})
+    return manifests
 
 
 def build_scaffold(recipe: Recipe, out: Path) -> Path:
@@ -223,14 +269,16 @@ def build_text_encoder(recipe: Recipe, scaffold: Path, out: Path) -> Path:
     return out
 
 
-def _train(config: str, overrides: list[str], *, output_dir: Path, base: Path, manifest: Path) -> Path:
+def _train(config: str, overrides: list[str], *, output_dir: Path, base: Path, manifest: Path,
+           extra: dict[str, Path] | None = None) -> Path:
+    """Train ``config``; every dataset reads ``manifest`` except those ``extra`` maps to their own."""
     from .config import load_config
     from .trainer import train
 
     cfg = load_config(config, [f"run.output_dir={json.dumps(str(output_dir))}",
                                f"model.base={json.dumps(str(base))}", *overrides])
     for d in cfg.datasets:
-        d.manifest = str(manifest)
+        d.manifest = str((extra or {}).get(d.name, manifest))
     result = train(cfg)
     if result.export_dir is None:
         raise InputError(f"training {config} exported no model")
@@ -289,11 +337,13 @@ def run_recipe(recipe: Recipe) -> Path:
         check_decoder_config(recipe)
     if recipe.dit_finetune:
         check_dit_finetune_config(recipe)
+    check_extra_data(recipe)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     _log(f"data -> {out / 'data'}")
     manifest = build_data(recipe, out / "data")
+    extra = build_extra_data(recipe, out)
     scaffold = out / "scaffold"
     if not (scaffold / "config.json").is_file():
         _log(f"scaffold (tokenizer + text encoder) -> {scaffold}")
@@ -322,7 +372,8 @@ def run_recipe(recipe: Recipe) -> Path:
     dit_model = out / "dit" / "final"
     if not (dit_model / "config.json").is_file():
         _log("dit training")
-        dit_model = _train(recipe.dit, recipe.dit_overrides, output_dir=out / "dit", base=base, manifest=manifest)
+        dit_model = _train(recipe.dit, recipe.dit_overrides, output_dir=out / "dit", base=base, manifest=manifest,
+                           extra=extra)
         if (out / "dit-finetune").exists():  # it continued the DiT just replaced
             _log(f"removing {out / 'dit-finetune'}: made from the previous dit step")
             shutil.rmtree(out / "dit-finetune")
@@ -332,7 +383,7 @@ def run_recipe(recipe: Recipe) -> Path:
             _log("dit fine-tuning")
             share_latent_cache(out / "dit", out / "dit-finetune")
             tuned = _train(recipe.dit_finetune, recipe.dit_finetune_overrides, output_dir=out / "dit-finetune",
-                           base=dit_model, manifest=manifest)
+                           base=dit_model, manifest=manifest, extra=extra)
         dit_model = tuned
     model = out / "model"
     tmp = out / "model.tmp"
@@ -367,6 +418,29 @@ def check_dit_finetune_config(recipe: Recipe) -> None:
     if cfg.run.task != "dit" or cfg.model.init != "base":
         raise InputError(f"{recipe.source}: dit_finetune = {recipe.dit_finetune} must be a DiT run (task = 'dit') "
                          "with model.init = 'base': it continues the weights of the dit step")
+
+
+def check_extra_data(recipe: Recipe) -> None:
+    """Every DiT dataset an ``[[extra_data]]`` set names must exist (checked before hours of VAE training)."""
+    from .config import load_config
+
+    if not recipe.extra_data:
+        return
+    configs = [load_config(recipe.dit, recipe.dit_overrides)]
+    if recipe.dit_finetune:
+        configs.append(load_config(recipe.dit_finetune, recipe.dit_finetune_overrides))
+    known = {d.name for cfg in configs for d in cfg.datasets}
+    fed: dict[str, str] = {}
+    for extra in recipe.extra_data:
+        unknown = sorted(set(extra.datasets) - known)
+        if unknown:
+            raise InputError(f"{recipe.source}: extra_data '{extra.name}' feeds datasets {unknown}, which no DiT "
+                             f"config of this recipe has; its [[datasets]] are {sorted(known)}")
+        for name in extra.datasets:
+            if name in fed:
+                raise InputError(f"{recipe.source}: dataset '{name}' is fed by two extra_data sets, "
+                                 f"'{fed[name]}' and '{extra.name}'; a dataset reads one manifest")
+            fed[name] = extra.name
 
 
 def share_latent_cache(first: Path, second: Path) -> None:
