@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
@@ -43,7 +43,7 @@ class _Source:
     sampler_seed: int
     cache: LatentCache | None = None  # set: batches carry cached latents instead of pixels
     mask_weight: float | None = None  # the dataset's own flow-loss subject weight (None: flow.mask_weight)
-    noise: StageNoise | None = None  # the dataset's own noise levels on top of the stage's
+    noise: StageNoise = field(default_factory=StageNoise)  # the dataset's own noise levels on top of the stage's
     consumed: int = 0
     iterator: Iterator[Batch] | None = None
 

@@ -441,8 +441,7 @@ class DiTTrainer(Trainer):
             weight = 1.0 + (mask_weight - 1.0) * mask.to(self.device)
         g = rng_for(cfg.run.seed, self.step, self.dp_rank)  # same on the ranks of a context-parallel group
         context = self._context(batch.captions, g, src.cache)
-        flow = self.stage_flow if src.noise is None else src.noise.apply(self.stage_flow)
-        sigma = sample_sigmas(x0.shape[0], flow, g)
+        sigma = sample_sigmas(x0.shape[0], src.noise.apply(self.stage_flow), g)
         noise = torch.randn(x0.shape, generator=g).to(self.device)
         x_t, target = noisy_latents(x0, noise, sigma.to(self.device))
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if cfg.run.precision == "bf16"
