@@ -130,8 +130,7 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             continue
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
-    for extra in recipe.extra_data:
-        _world_config(recipe, extra)  # a bad background or motion fails here, not after the VAE
+    _check_extra_data_sets(recipe)
     sample_defaults(recipe)
     te = recipe.text_encoder
     if te.train_steps < 0 or te.train_batch < 1 or te.train_specs < 1 or te.train_lr <= 0:
@@ -169,18 +168,31 @@ def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None):
                               num_clips=recipe.data.clips, seed=recipe.data.seed)
     if extra is None:
         return config
-    where = f"{recipe.source}: extra_data '{extra.name}'"
-    if not extra.name or not extra.name.replace("-", "").replace("_", "").isalnum():
-        raise InputError(f"{where}: name must be a non-empty word (letters, digits, - and _): it names the "
-                         "data-<name> folder")
-    if not extra.datasets:
-        raise InputError(f"{where}: datasets must name the DiT [[datasets]] that read these clips")
-    try:
-        return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
-                                   backgrounds=tuple(extra.backgrounds) or config.backgrounds,
-                                   motions=tuple(extra.motions) or config.motions)
-    except InputError as e:
-        raise InputError(f"{where}: {e}") from None
+    return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
+                               backgrounds=tuple(extra.backgrounds) or config.backgrounds,
+                               motions=tuple(extra.motions) or config.motions)
+
+
+def _check_extra_data_sets(recipe: Recipe) -> None:
+    """Each ``[[extra_data]]`` set on its own, and no DiT dataset fed by two; whether the datasets it names
+    exist is checked against the DiT configs when the recipe runs (``check_extra_data``)."""
+    fed: dict[str, str] = {}
+    for extra in recipe.extra_data:
+        where = f"{recipe.source}: extra_data '{extra.name}'"
+        if not extra.name or not extra.name.replace("-", "").replace("_", "").isalnum():
+            raise InputError(f"{where}: name must be a non-empty word (letters, digits, - and _): it names the "
+                             "data-<name> folder")
+        if not extra.datasets:
+            raise InputError(f"{where}: datasets must name the DiT [[datasets]] that read these clips")
+        try:
+            _world_config(recipe, extra)  # a bad background or motion fails here, not after the VAE
+        except InputError as e:
+            raise InputError(f"{where}: {e}") from None
+        for name in extra.datasets:
+            if name in fed:
+                raise InputError(f"{recipe.source}: dataset '{name}' is fed by two extra_data sets, "
+                                 f"'{fed[name]}' and '{extra.name}'; a dataset reads one manifest")
+            fed[name] = extra.name
 
 
 def build_data(recipe: Recipe, out: Path) -> Path:
@@ -430,17 +442,11 @@ def check_extra_data(recipe: Recipe) -> None:
     if recipe.dit_finetune:
         configs.append(load_config(recipe.dit_finetune, recipe.dit_finetune_overrides))
     known = {d.name for cfg in configs for d in cfg.datasets}
-    fed: dict[str, str] = {}
     for extra in recipe.extra_data:
         unknown = sorted(set(extra.datasets) - known)
         if unknown:
             raise InputError(f"{recipe.source}: extra_data '{extra.name}' feeds datasets {unknown}, which no DiT "
                              f"config of this recipe has; its [[datasets]] are {sorted(known)}")
-        for name in extra.datasets:
-            if name in fed:
-                raise InputError(f"{recipe.source}: dataset '{name}' is fed by two extra_data sets, "
-                                 f"'{fed[name]}' and '{extra.name}'; a dataset reads one manifest")
-            fed[name] = extra.name
 
 
 def share_latent_cache(first: Path, second: Path) -> None:
