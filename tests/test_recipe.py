@@ -241,6 +241,9 @@ def test_extra_data_errors_come_before_any_step(tmp_path):
     twice = EXTRA.replace("}]", '}, {name="more", clips=2, datasets=["pans"]}]')
     with pytest.raises(InputError, match="dataset 'pans' is fed by two extra_data sets, 'mottled-pans' and 'more'"):
         run_recipe(load_recipe(RECIPE, [out, twice]))
+    same_name = EXTRA.replace("}]", '}, {name="mottled-pans", clips=2, datasets=["motions"]}]')
+    with pytest.raises(InputError, match="extra_data name 'mottled-pans' is used twice"):
+        load_recipe(RECIPE, [same_name])  # both would render into one data-mottled-pans folder
     assert not (tmp_path / "run").exists()
 
 

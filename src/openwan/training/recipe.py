@@ -177,8 +177,12 @@ def _check_extra_data_sets(recipe: Recipe) -> None:
     """Each ``[[extra_data]]`` set on its own, and no DiT dataset fed by two; whether the datasets it names
     exist is checked against the DiT configs when the recipe runs (``check_extra_data``)."""
     fed: dict[str, str] = {}
+    names = [extra.name for extra in recipe.extra_data]
     for extra in recipe.extra_data:
         where = f"{recipe.source}: extra_data '{extra.name}'"
+        if names.count(extra.name) > 1:
+            raise InputError(f"{recipe.source}: extra_data name '{extra.name}' is used twice; each set renders "
+                             "into its own data-<name> folder")
         if not extra.name or not extra.name.replace("-", "").replace("_", "").isalnum():
             raise InputError(f"{where}: name must be a non-empty word (letters, digits, - and _): it names the "
                              "data-<name> folder")
