@@ -136,8 +136,9 @@ def test_overfit_two_clips_loss_drops_10x_and_samples_match_the_training_clips(t
 
 def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_official, two_clips):
     """Cached latents are tied to the VAE, text encoder and clips they came from (cache/<name>/source.json):
-    re-running an output_dir with another base model or another manifest stops before training instead of
-    silently training on stale latents; the same inputs reuse the cache (resume)."""
+    re-running an output_dir with another base model, another manifest or clips rendered again under the
+    same names stops before training instead of silently training on stale latents; the same inputs reuse
+    the cache (resume)."""
     from openwan.checkpoint.random_init import write_random_checkpoint
     from openwan.training import train
 
@@ -164,6 +165,11 @@ def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_
     with pytest.raises(InputError, match="different clips"):
         train(load_config(cfg, [f"datasets.0.manifest={json.dumps(str(other_clips))}", "stages.0.steps=3",
                                 "stages.0.batch_size=1"]))
+    # The same file names and captions, rendered again with other pixels: stale latents, not these clips'.
+    write_clips(moved / "clips", {caption: moving_square((30, 30, 220), -1, 1) for caption in TWO_CLIPS})
+    with pytest.raises(InputError, match="different clips"):
+        train(load_config(cfg, [f"run.output_dir={json.dumps(str(moved / 'run'))}", "stages.0.steps=4",
+                                f"datasets.0.manifest={json.dumps(str(moved / 'clips' / two_clips.name))}"]))
     source.unlink()  # a cache without source.json (older openwan): unknown origin
     with pytest.raises(InputError, match="no source.json"):
         train(load_config(cfg, ["stages.0.steps=3"]))

@@ -49,10 +49,30 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+_SAMPLED_BYTES = 1 << 16
+
+
+def file_fingerprint(path: os.PathLike | str) -> str:
+    """A cheap identity of a media file's content: its size and a hash of its first and last 64 KiB.
+    Clips rendered again under the same names differ there (a whole small clip is hashed); reading
+    every byte of a terabyte dataset to check a cache would not be cheap."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            h = hashlib.sha1(f.read(_SAMPLED_BYTES))
+            if size > 2 * _SAMPLED_BYTES:
+                f.seek(size - _SAMPLED_BYTES)
+            h.update(f.read(_SAMPLED_BYTES))
+    except OSError:
+        return "unreadable"  # the dataset skips such a clip; it still has a place in the list
+    return f"{size}:{h.hexdigest()}"
+
+
 def clips_fingerprint(entries: Sequence[ManifestEntry], masks: bool = False) -> str:
-    """Identity of a dataset's clip list (cache files are named by position in it), with the mask files
-    when the dataset is read with masks. Paths count relative to the folder that holds all of them, so a
-    run folder moved or copied together with its data keeps its cache."""
+    """Identity of a dataset's clip list (cache files are named by position in it): each clip's path,
+    caption and content (``file_fingerprint``), with the mask files when the dataset is read with masks.
+    Paths count relative to the folder that holds all of them, so a run folder moved or copied together
+    with its data keeps its cache."""
     files = [e.path for e in entries] + ([e.mask for e in entries if e.mask is not None] if masks else [])
     root = os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in files]) if files else ""
 
@@ -61,8 +81,8 @@ def clips_fingerprint(entries: Sequence[ManifestEntry], masks: bool = False) -> 
 
     h = hashlib.sha1()
     for e in entries:
-        mask = f"\t{rel(e.mask)}" if masks else ""
-        h.update(f"{rel(e.path)}\t{e.caption}{mask}\n".encode())
+        mask = f"\t{rel(e.mask)}\t{file_fingerprint(e.mask) if e.mask is not None else ''}" if masks else ""
+        h.update(f"{rel(e.path)}\t{file_fingerprint(e.path)}\t{e.caption}{mask}\n".encode())
     return h.hexdigest()
 
 
