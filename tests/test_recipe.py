@@ -226,12 +226,37 @@ def test_extra_data_is_rendered_once_and_read_only_by_the_datasets_it_names(tmp_
     assert seen and set(seen.values()) == {str(tmp_path / "world.jsonl")}
 
 
+def test_data_rendered_with_other_settings_is_an_error_not_reused(tmp_path, capsys):
+    """A run folder's data is reused only if it was rendered with the settings the recipe asks for now;
+    otherwise the VAE and DiT would train on data the recipe does not describe."""
+    from openwan.training.recipe import build_data, build_extra_data, load_recipe
+
+    manifest = build_data(load_recipe(RECIPE, ["data.clips=2"]), tmp_path / "data")
+    stamp = manifest.stat().st_mtime_ns
+    assert build_data(load_recipe(RECIPE, ["data.clips=2"]), tmp_path / "data") == manifest
+    assert manifest.stat().st_mtime_ns == stamp
+    with pytest.raises(InputError, match=r"\[data\]: .*data was rendered with other settings \(num_clips 2 -> 3, "
+                                         r"seed 0 -> 4\); delete that folder"):
+        build_data(load_recipe(RECIPE, ["data.clips=3", "data.seed=4"]), tmp_path / "data")
+    build_extra_data(load_recipe(RECIPE, [EXTRA]), tmp_path)
+    with pytest.raises(InputError, match=r"extra_data 'mottled-pans': .* \(backgrounds \['mottled'\] -> "):
+        build_extra_data(load_recipe(RECIPE, [EXTRA.replace('"mottled"]', '"mottled", "floor"]')]), tmp_path)
+    # Data from an openwan that kept no record of its settings is reused, and the log says it went unchecked.
+    (manifest.parent / "train.world.json").unlink()
+    assert build_data(load_recipe(RECIPE, ["data.clips=3"]), tmp_path / "data") == manifest
+    assert manifest.stat().st_mtime_ns == stamp and "reused without checking its settings" in capsys.readouterr().out
+
+
 def test_extra_data_errors_come_before_any_step(tmp_path):
-    from openwan.training.recipe import load_recipe, run_recipe
+    from openwan.training.recipe import _world_config, load_recipe, run_recipe
 
     out = f"output_dir={json.dumps(str(tmp_path / 'run'))}"
     with pytest.raises(InputError, match="extra_data 'mottled-pans': backgrounds must be distinct values from"):
         load_recipe(RECIPE, [EXTRA.replace('"mottled"', '"moon"')])
+    with pytest.raises(InputError, match="extra_data 'mottled-pans': pan_speed 3 px/frame shifts a 64-px-wide"):
+        load_recipe(RECIPE, [EXTRA.replace("seed=1", "seed=1, pan_speed=3")])
+    fast = load_recipe(RECIPE, [EXTRA.replace("seed=1", "seed=1, pan_speed=2")])
+    assert _world_config(fast, fast.extra_data[0]).pan_speed == 2 and _world_config(fast).pan_speed == 0
     with pytest.raises(InputError, match="datasets must name the DiT"):
         load_recipe(RECIPE, [EXTRA.replace('datasets=["pans"]', "datasets=[]")])
     with pytest.raises(InputError, match="name must be a non-empty word"):

@@ -272,6 +272,31 @@ def test_camera_pan_shifts_background_and_objects(motion, sign, background):
     assert np.allclose(np.diff(x) * sign, speed, atol=0.3)  # the object moves with the background
 
 
+@pytest.mark.parametrize("motion,sign", [("camera pans left", 1), ("camera pans right", -1)])
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_fixed_pan_speed_moves_scene_and_object_by_whole_pixels_and_keeps_the_object_in_frame(motion, sign, size):
+    """``pan_speed = 2``: the scene moves 2 px per frame (one 8-px VAE cell per 4-frame latent step), and
+    the object, shrunk where a large one would not fit beside a 32-px pan, stays whole in every frame."""
+    from openwan.bench.shapes import analyse
+
+    for seed in range(3):
+        spec = _spec(motion, seed=seed, shape="star", colour="yellow", size=size, pan_speed=2)
+        frames, mask, truth = render_clip_with_mask(spec)
+        offsets = np.array(truth["camera_offsets"])[:, 0]
+        assert np.allclose(np.diff(offsets), -2.0 * sign)
+        analysis = analyse(frames)
+        assert analysis.camera_pan == motion.split()[-1] and abs(analysis.background_shift[0] - 32 * sign) < 1.0
+        x = _centroids(frames, COLOURS["yellow"])[:, 0]
+        assert np.allclose(np.diff(x) * sign, 2.0, atol=0.3)  # the object rides along
+        cols = mask.any(1)  # [T, W]: columns the object covers
+        assert not cols[:, 0].any() and not cols[:, -1].any()  # never cut by the frame's edge
+        assert mask.reshape(len(mask), -1).astype(bool).sum(1).std() < 2.0  # nor drawn smaller in some frames
+    # The default draws the speed per clip as before; a pan faster than half the frame over the clip is refused.
+    assert SynthWorldConfig().pan_speed == 0 and sample_spec(SynthWorldConfig(pan_speed=2), 5).pan_speed == 2
+    with pytest.raises(InputError, match="pan_speed 3 px/frame shifts a 64-px-wide, 17-frame clip by 48 px"):
+        SynthWorldConfig(pan_speed=3)
+
+
 def _wall_contrast_at_latent_scale(spec: ClipSpec) -> float:
     """How much the wall's 8x8-pixel blocks (one latent cell each) differ along a row, where a horizontal
     pan moves them: grey-level std of the block means across each block row above the floor, averaged."""
@@ -357,6 +382,10 @@ def test_openwan_data_synth_world_cli(tmp_path, capsys):
     rows = [e.extra for e in read_manifest(tmp_path / "p" / "train.jsonl")]
     assert {r["background"] for r in rows} == {"mottled"}
     assert {r["motion_label"] for r in rows} <= {"camera pans left", "camera pans right"}
+    assert main(["data", "synth-world", str(tmp_path / "fast"), "--clips", "2", "--motions", "camera pans left",
+                 "--pan-speed", "2"]) == 0
+    truth = read_manifest(tmp_path / "fast" / "train.jsonl")[0].extra["truth"]
+    assert np.allclose(np.diff(np.array(truth["camera_offsets"])[:, 0]), -2.0)  # the camera moves left
     assert main(["data", "synth-world", str(tmp_path / "bad"), "--backgrounds", "dark grey,moon"]) != 0
     assert "backgrounds must be distinct values from" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

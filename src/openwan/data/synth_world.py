@@ -17,9 +17,10 @@ positive. Frames are drawn at ``supersample`` times the size and box-filtered do
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,15 @@ _TEXTURE_STD = 4.0
 _PATCH_STD, _PATCH_BLUR = 14.0, 5.0  # "mottled" patches: grey-level std, Gaussian blur sigma in px
 
 
+def check_pan_speed(speed: int, width: int, frames: int) -> None:
+    """A fixed pan speed must leave room for the object: the scene may shift by at most half the width."""
+    check_int("pan_speed", speed, 0)
+    if speed * (frames - 1) > width // 2:
+        raise InputError(f"pan_speed {speed} px/frame shifts a {width}-px-wide, {frames}-frame clip by "
+                         f"{speed * (frames - 1)} px, more than half its width; use at most "
+                         f"{max(1, (width // 2) // (frames - 1))}")
+
+
 @dataclass(frozen=True)
 class SynthWorldConfig:
     """What to generate. ``held_out=None`` uses DEFAULT_HELD_OUT restricted to the chosen vocabulary."""
@@ -100,6 +110,7 @@ class SynthWorldConfig:
     held_out: tuple[tuple[str, str, str], ...] | None = None
     languages: tuple[str, ...] = LANGUAGES
     supersample: int = 4
+    pan_speed: int = 0  # camera pans in whole px per frame; 0 = 0.2-0.3 of the width over the clip
 
     def __post_init__(self) -> None:
         for name in ("shapes", "colours", "sizes", "backgrounds", "motions", "languages"):
@@ -115,6 +126,7 @@ class SynthWorldConfig:
         check_int("fps", self.fps, 1)
         check_int("num_clips", self.num_clips, 1)
         check_int("supersample", self.supersample, 1)
+        check_pan_speed(self.pan_speed, self.width, self.frames)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name, allowed in (("shapes", SHAPES), ("colours", tuple(COLOURS)), ("sizes", SIZES),
@@ -160,8 +172,10 @@ class ClipSpec:
     frames: int = 17
     fps: int = 16
     supersample: int = 4
+    pan_speed: int = 0  # as SynthWorldConfig.pan_speed
 
     def __post_init__(self) -> None:
+        check_pan_speed(self.pan_speed, self.width, self.frames)
         if self.shape not in SHAPES or self.colour not in COLOURS or self.size not in SIZES:
             raise InputError(f"unknown shape/colour/size {self.shape!r}/{self.colour!r}/{self.size!r}; "
                              f"use {SHAPES}, {tuple(COLOURS)}, {SIZES}")
@@ -209,7 +223,8 @@ def sample_spec(config: SynthWorldConfig, index: int, split: str = "train") -> C
                         background=pick(config.backgrounds), seed=int(rng.integers(2**31 - 1)),
                         language=pick(config.languages), variant=int(rng.integers(6)),
                         mention_size=bool(rng.random() < 0.5), width=config.width, height=config.height,
-                        frames=config.frames, fps=config.fps, supersample=config.supersample, **second)
+                        frames=config.frames, fps=config.fps, supersample=config.supersample,
+                        pan_speed=config.pan_speed, **second)
         # A held-out collision partner is redrawn for the heldout split too, so each clip tests one combo.
         if split == "heldout" or not is_held_out(spec, held):
             return spec
@@ -434,15 +449,25 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
         return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)], cam, floor_y, events)
     # Camera pans: "pans left" moves the camera left, so the content slides right in the image.
     ss = spec.supersample
-    px = rng.uniform(0.2, 0.3) * w / t_max
-    # Whole pixels per frame where possible, so the background shifts exactly (no resampling blur);
-    # long clips fall back to whole supersampled pixels.
-    speed = float(round(px)) if px >= 1 else max(1, round(px * ss)) / ss
     direction = -1 if m == "camera pans left" else 1
+    if spec.pan_speed:
+        # At 2 px/frame a 4x8x8 VAE sees the wall move one latent cell per latent frame, so its latents
+        # shift by whole cells (MODEL_CARD.md); the object then has to start on the side it moves away from.
+        speed = float(spec.pan_speed)
+        total = speed * t_max
+        r = min(r, ((w - 1 - total) / 2 - 1) / 1.2)  # object and pan fit the frame
+        big = r * 1.2 + 1
+        lo = big + total if direction > 0 else big
+        screen_start, y0 = free(lo, lo + (w - 1 - 2 * big - total), big, floor_y - big)
+    else:
+        px = rng.uniform(0.2, 0.3) * w / t_max
+        # Whole pixels per frame where possible, so the background shifts exactly (no resampling blur);
+        # long clips fall back to whole supersampled pixels.
+        speed = float(round(px)) if px >= 1 else max(1, round(px * ss)) / ss
+        total = speed * t_max
+        # as for movers: the object's first screen position is independent of the pan direction
+        screen_start, y0 = free(big + total, w - 1 - big - total, big, floor_y - big)
     cam = direction * speed * ts
-    total = speed * t_max
-    # as for movers: the object's first screen position is independent of the pan direction
-    screen_start, y0 = free(big + total, w - 1 - big - total, big, floor_y - big)
     x0 = screen_start + cam[0]
     events = {"pan_speed": speed}
     return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)], cam, floor_y, events)
@@ -605,6 +630,17 @@ def heldout_prompts(config: SynthWorldConfig) -> list[dict[str, Any]]:
     return out
 
 
+def world_settings(config: SynthWorldConfig) -> dict[str, Any]:
+    """The config as it reads back from JSON: what a rendered dataset records about itself."""
+    return json.loads(json.dumps(asdict(config)))
+
+
+def settings_path(manifest: str | os.PathLike) -> Path:
+    """Where ``generate_dataset`` records the settings a manifest was rendered with."""
+    manifest = Path(manifest)
+    return manifest.with_name(f"{manifest.stem}.world.json")
+
+
 def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split: str = "train") -> Path:
     """Render ``config.num_clips`` clips of ``split`` into ``out_dir`` and write ``<split>.jsonl``.
 
@@ -612,8 +648,11 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split
     DiT training: ``flow.mask_weight``) to ``clip_NNNNN.mask.mp4``; each manifest row carries the caption in the clip's
     language plus shape, colour, size, ``motion_label`` (``motion`` is the manifest's numeric motion
     score, left unset), language, background, seed, the captions in every language, and the ground
-    truth. The train split never contains a held-out combination.
+    truth. The train split never contains a held-out combination. ``<split>.world.json``
+    records ``config`` (``world_settings``), so a later run can tell whether the folder holds the data it
+    asks for.
     """
+    from ..checkpoint.io import write_text_atomic
     from ..media import write_video
     from .manifest import ManifestEntry, write_manifest
 
@@ -645,7 +684,9 @@ def generate_dataset(out_dir: str | os.PathLike, config: SynthWorldConfig, split
                                      kind="video", fps=float(config.fps), width=config.width,
                                      height=config.height, num_frames=config.frames, mask=mask_path,
                                      extra=extra))
-    return write_manifest(entries, root / f"{split}.jsonl")
+    manifest = root / f"{split}.jsonl"
+    write_text_atomic(settings_path(manifest), json.dumps(world_settings(config), indent=2) + "\n")
+    return write_manifest(entries, manifest)
 
 
 # ---------------------------------------------------------------- command line
@@ -685,6 +726,9 @@ def add_synth_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backgrounds", default=",".join(BACKGROUNDS),
                    help=f"comma-separated backgrounds to draw from, of {', '.join(ALL_BACKGROUNDS)} "
                    f"(default: {','.join(BACKGROUNDS)})")
+    p.add_argument("--pan-speed", type=int, default=0, metavar="PX",
+                   help="camera pans move the scene PX whole pixels per frame (2 = one 8-px VAE cell per "
+                   "4-frame latent step); 0, the default, draws 0.2-0.3 of the width over the clip")
     return p
 
 
@@ -697,7 +741,7 @@ def run_synth_world(args: argparse.Namespace) -> int:
     w, h = args.size
     config = SynthWorldConfig(width=w, height=h, frames=args.frames, fps=args.fps, num_clips=args.clips,
                               seed=args.seed, languages=_names(args.languages), motions=_names(args.motions),
-                              backgrounds=_names(args.backgrounds))
+                              backgrounds=_names(args.backgrounds), pan_speed=args.pan_speed)
     manifest = generate_dataset(args.out, config, split=args.split)
     print(f"wrote {config.num_clips} {args.split} clips ({w}x{h}, {config.frames} frames) and {manifest}")
     if args.split == "heldout":

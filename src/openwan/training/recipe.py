@@ -35,7 +35,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +44,9 @@ from ..errors import InputError, OpenWanError
 from ..pipelines.loading import write_sample_config  # a custom checkpoint's sampling defaults
 from ..validation import parse_size
 from .config import _build, apply_override
+
+if TYPE_CHECKING:
+    from ..data.synth_world import SynthWorldConfig
 
 
 @dataclass
@@ -64,6 +67,7 @@ class RecipeExtraData:
     seed: int = 1
     backgrounds: list[str] = field(default_factory=list)  # [] = the world's default backgrounds
     motions: list[str] = field(default_factory=list)  # [] = every motion
+    pan_speed: int = 0  # camera pans in whole px per frame; 0 = the world's default
     datasets: list[str] = field(default_factory=list)  # DiT [[datasets]] names that read these clips
 
 
@@ -160,7 +164,7 @@ def _log(msg: str) -> None:
     print(f"[recipe {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None):
+def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None) -> SynthWorldConfig:
     from ..data.synth_world import SynthWorldConfig
 
     w, h = _data_size(recipe)
@@ -170,7 +174,7 @@ def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None):
         return config
     return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
                                backgrounds=tuple(extra.backgrounds) or config.backgrounds,
-                               motions=tuple(extra.motions) or config.motions)
+                               motions=tuple(extra.motions) or config.motions, pan_speed=extra.pan_speed)
 
 
 def _check_extra_data_sets(recipe: Recipe) -> None:
@@ -207,12 +211,36 @@ def build_data(recipe: Recipe, out: Path) -> Path:
     from ..data.synth_world import generate_dataset
 
     manifest = out / "train.jsonl"
+    config = _world_config(recipe)
     if manifest.is_file() and any(e.mask is None for e in read_manifest(manifest)):
         _log(f"{manifest} has no object masks (made by an older openwan): rendering the data again")
     elif manifest.is_file():
+        _check_rendered_with(manifest, config, f"{recipe.source}: [data]")
         return manifest
-    generate_dataset(out, _world_config(recipe), "train")
+    generate_dataset(out, config, "train")
     return manifest
+
+
+def _check_rendered_with(manifest: Path, config: SynthWorldConfig, where: str) -> None:
+    """Data already in the run folder is reused only if it was rendered with the settings asked for now;
+    otherwise every later step would train on data the recipe does not describe."""
+    from ..data.synth_world import settings_path, world_settings
+
+    record = settings_path(manifest)
+    try:
+        had = json.loads(record.read_text())
+    except FileNotFoundError:
+        _log(f"{manifest.parent} has no {record.name} (rendered by an older openwan): reused without checking "
+             "its settings")
+        return
+    except (OSError, ValueError) as e:
+        raise InputError(f"{record}: unreadable ({e}); delete {manifest.parent} to render the data again") from e
+    want = world_settings(config)
+    diff = sorted(k for k in set(had) | set(want) if had.get(k) != want.get(k))
+    if diff:
+        changes = ", ".join(f"{k} {had.get(k)!r} -> {want.get(k)!r}" for k in diff)
+        raise InputError(f"{where}: {manifest.parent} was rendered with other settings ({changes}); delete "
+                         "that folder to render it again, or use another output_dir")
 
 
 def build_extra_data(recipe: Recipe, out: Path) -> dict[str, Path]:
@@ -223,9 +251,12 @@ def build_extra_data(recipe: Recipe, out: Path) -> dict[str, Path]:
     manifests = {}
     for extra in recipe.extra_data:
         manifest = out / f"data-{extra.name}" / "train.jsonl"
-        if not manifest.is_file():
+        config = _world_config(recipe, extra)
+        if manifest.is_file():
+            _check_rendered_with(manifest, config, f"{recipe.source}: extra_data '{extra.name}'")
+        else:
             _log(f"extra data '{extra.name}': {extra.clips} clips -> {manifest.parent}")
-            generate_dataset(manifest.parent, _world_config(recipe, extra), "train")
+            generate_dataset(manifest.parent, config, "train")
         manifests.update({name: manifest for name in extra.datasets})
     return manifests
 
