@@ -15,11 +15,13 @@ from openwan.cli import main
 from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
-# two more pan clips over mottled walls, read by the DiT's pans dataset instead of [data]'s clips
+# the recipe's own extra data (fast pans), shortened
+FAST_PANS = "extra_data.0.clips=4"  # a full batch of the first DiT stage
+# two pan clips over mottled walls instead, read by the DiT's pans dataset instead of [data]'s clips
 EXTRA = ('extra_data=[{name="mottled-pans", clips=2, seed=1, backgrounds=["mottled"], '
          'motions=["camera pans left", "camera pans right"], datasets=["pans"]}]')
 SHORT = [
-    "--set", EXTRA,
+    "--set", FAST_PANS,
     "--set", "data.clips=16", "--set", "stats_clips=4",
     "--set", "text_encoder.train_steps=2", "--set", "text_encoder.train_specs=20",
     "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
@@ -77,13 +79,13 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     assert all(torch.equal(shipped[k], tuned[k]) for k in tuned)
     assert any(not torch.equal(tuned[k], first[k]) for k in first)
     assert (recipe_run / "dit-finetune" / "cache").resolve() == (recipe_run / "dit" / "cache").resolve()
-    # The pans dataset read the extra_data clips (mottled walls), the others the [data] world.
+    # The pans dataset read the extra_data clips (2 px/frame pans), the others the [data] world.
     from openwan.data.manifest import read_manifest
     from openwan.training.latent_cache import clips_fingerprint
 
     cached = {name: json.loads((recipe_run / "dit" / "cache" / name / "source.json").read_text())["clips"]
               for name in ("pans", "world")}
-    assert cached["pans"] == clips_fingerprint(read_manifest(recipe_run / "data-mottled-pans" / "train.jsonl"), True)
+    assert cached["pans"] == clips_fingerprint(read_manifest(recipe_run / "data-fast-pans" / "train.jsonl"), True)
     world = read_manifest(recipe_run / "data" / "train.jsonl")
     assert cached["world"] == clips_fingerprint(world, True)
     world_pans = [e for e in world if e.extra["motion_label"].startswith("camera pans")]
@@ -266,7 +268,7 @@ def test_extra_data_errors_come_before_any_step(tmp_path):
     twice = EXTRA.replace("}]", '}, {name="more", clips=2, datasets=["pans"]}]')
     with pytest.raises(InputError, match="dataset 'pans' is fed by two extra_data sets, 'mottled-pans' and 'more'"):
         run_recipe(load_recipe(RECIPE, [out, twice]))
-    same_name = EXTRA.replace("}]", '}, {name="mottled-pans", clips=2, datasets=["motions"]}]')
+    same_name = EXTRA.replace("}]", '}, {name="mottled-pans", clips=2, datasets=["moves"]}]')
     with pytest.raises(InputError, match="extra_data name 'mottled-pans' is used twice"):
         load_recipe(RECIPE, [same_name])  # both would render into one data-mottled-pans folder
     assert not (tmp_path / "run").exists()
