@@ -323,3 +323,14 @@ def test_load_tokenizer_errors_name_the_folder(tmp_path, tokenizer_dir):
     assert "tokenizer.json" in str(err.value)
     with pytest.raises(CheckpointError, match="not found"):
         load_tokenizer(tmp_path / "missing")
+
+
+def test_write_pth_is_byte_reproducible(tmp_path) -> None:
+    """The same weights give the same .pth bytes, whatever temporary file the atomic write went through (the
+    zip's record prefix must not carry the temporary name), so a re-run of a recipe can be checked with cmp."""
+    sd = {"a.weight": torch.arange(6, dtype=torch.bfloat16).reshape(2, 3), "b": torch.ones(4)}
+    one = write_pth(sd, tmp_path / "one" / "models_t5_umt5-xxl-enc-bf16.pth")
+    two = write_pth(sd, tmp_path / "two" / "models_t5_umt5-xxl-enc-bf16.pth")
+    assert one.read_bytes() == two.read_bytes()
+    back = read_state_dict(two)
+    assert set(back) == set(sd) and all(torch.equal(back[k], sd[k]) for k in sd)

@@ -119,7 +119,15 @@ def write_safetensors(sd: Mapping[str, torch.Tensor], path: str | os.PathLike, *
 def write_pth(sd: Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write a plain ``.pth`` state dict (the official layout for the VAE and T5) atomically."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save({k: v.detach().contiguous().cpu() for k, v in sd.items()}, tmp))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+
+    def write(tmp: str) -> None:
+        # Through a file object: torch.save then names the zip's records "archive/...", not after the
+        # temporary file, so the same weights always give the same bytes.
+        with open(tmp, "wb") as f:
+            torch.save(tensors, f)
+
+    atomic_write(path, write)
     return path
 
 
