@@ -232,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real reference videos + manifest.jsonl (prompt per video): Physics-IQ comparison")
     b.add_argument("--guidance", type=float, default=None,
                    help="shapes: guidance scale of the generated videos (default: the checkpoint's)")
+    b.add_argument("--steps", type=int, default=None,
+                   help="shapes: sampling steps of the generated videos (default: the checkpoint's)")
+    b.add_argument("--shift", type=float, default=None,
+                   help="shapes: noise-schedule shift of the generated videos (default: the checkpoint's)")
     b.add_argument("--baseline-guidance", type=_baseline_guidance, default=None, metavar="G|none",
                    help="shapes: also generate the same prompts and seeds at this guidance and compare "
                    "adherence (default 1 = no CFG; 'none' skips it)")
@@ -357,7 +361,8 @@ def _bench(args) -> int:
 
     if args.suite == "shapes":
         return _bench_shapes(args)
-    shapes_only = [f for f, v in (("--guidance", args.guidance), ("--baseline-guidance", args.baseline_guidance),
+    shapes_only = [f for f, v in (("--guidance", args.guidance), ("--steps", args.steps), ("--shift", args.shift),
+                                  ("--baseline-guidance", args.baseline_guidance),
                                   ("--vae-clips", args.vae_clips),
                                   ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
     if shapes_only:
@@ -404,7 +409,8 @@ def _bench_shapes(args) -> int:
     if args.videos and args.model is not None:
         raise InputError("give either --videos DIR (re-score) or --model PATH (generate), not both")
     if args.videos:
-        given = [f for f, v in (("--samples", args.samples), ("--guidance", args.guidance),
+        given = [f for f, v in (("--samples", args.samples), ("--guidance", args.guidance), ("--steps", args.steps),
+                                ("--shift", args.shift),
                                 ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
                                 ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
         if given:
@@ -417,7 +423,7 @@ def _bench_shapes(args) -> int:
                                   seed=args.seed, guidance=args.guidance, baseline_guidance=baseline,
                                   vae_clips=24 if args.vae_clips is None else args.vae_clips,
                                   sensitivity_clips=24 if args.sensitivity_clips is None else args.sensitivity_clips,
-                                  progress=not args.no_progress)
+                                  steps=args.steps, shift=args.shift, progress=not args.no_progress)
     print("\n".join(summary_lines(result)))
     for note in result.notes:
         print(f"note: {note}")

@@ -249,8 +249,8 @@ def _save_frames(path: Path, frames: np.ndarray) -> Path:
 
 
 def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance: float, samples: int, seed: int,
-                  steps: int | None, directory: Path, lossless: bool, model_name: str, progress: bool
-                  ) -> tuple[ShapesRun, dict[int, np.ndarray]]:
+                  steps: int | None, shift: float | None, directory: Path, lossless: bool, model_name: str,
+                  progress: bool) -> tuple[ShapesRun, dict[int, np.ndarray]]:
     """Generate, save and score ``samples`` videos per prompt at ``guidance``; returns the run and the
     first sample's frames per prompt index (for the grids)."""
     from tqdm.auto import tqdm
@@ -264,7 +264,8 @@ def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance:
             for s in range(samples):
                 sd = seed + 1000 * p.index + s
                 path = directory / f"p{p.index:03d}_s{s}.mp4"
-                res = pipe.generate(p.prompt, seed=sd, guidance=guidance, steps=steps, output=path, progress=False)
+                res = pipe.generate(p.prompt, seed=sd, guidance=guidance, steps=steps, shift=shift, output=path,
+                                    progress=False)
                 frames = np.asarray(res.frames)
                 row = {"video": path.name, **p.to_dict(), "sample": s, "seed": sd, "guidance": guidance,
                        "role": role, "model": model_name}
@@ -318,16 +319,16 @@ def vae_reconstruction(vae, *, width: int, height: int, frames: int, clips: int,
 def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.PathLike, samples: int = 4,
                      seed: int = 0, guidance: float | None = None, baseline_guidance: float | None = 1.0,
                      vae_clips: int = 24, sensitivity_clips: int = 24, languages: Sequence[str] = LANGUAGES,
-                     max_prompts: int | None = None, steps: int | None = None, lossless: bool = True,
-                     progress: bool = True) -> ShapesBenchResult:
+                     max_prompts: int | None = None, steps: int | None = None, shift: float | None = None,
+                     lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
     """Benchmark a shapes-world model (``model=None``: the bundled one) against the world's ground truth.
 
     ``samples`` videos per prompt at ``guidance`` (default: the checkpoint's) with seeds
     ``seed + 1000 * prompt_index + sample``; the same prompts and seeds again at ``baseline_guidance``
     unless it is None or equal to the main guidance; ``vae_clips`` held-out clips for the VAE PSNR
     (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
-    skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` overrides
-    the checkpoint's sampling steps; ``lossless`` also saves each video's exact frames (.npz) so a
+    skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` and ``shift``
+    override the checkpoint's sampling steps and noise-schedule shift (sweeps); ``lossless`` also saves each video's exact frames (.npz) so a
     re-score of ``out/videos`` gives the same numbers. Writes the reports into ``out``.
     """
     from .. import __version__, load_pipeline
@@ -342,6 +343,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
         check_int("max_prompts", max_prompts, 1)
     if steps is not None:
         check_int("steps", steps, 1)
+    if shift is not None and not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+        raise InputError(f"shift must be a finite number > 0, got {shift!r}")
     guidance = _check_guidance("guidance", guidance)
     baseline_guidance = _check_guidance("baseline guidance", baseline_guidance)
     prompts = shapes_prompts(languages=languages)[:max_prompts]
@@ -357,12 +360,12 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "guidance": main_g, "baseline_guidance": baseline_guidance, "samples": samples, "seed": seed,
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
                 "prompts": len(prompts), "max_prompts": max_prompts, "size": list(d.size), "frames": d.frames,
-                "shift": d.shift, "negative_prompt": d.negative_prompt, "vae_clips": vae_clips,
-                "sensitivity_clips": sensitivity_clips,
+                "shift": d.shift if shift is None else shift, "negative_prompt": d.negative_prompt,
+                "vae_clips": vae_clips, "sensitivity_clips": sensitivity_clips,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
-    kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "lossless": lossless,
+    kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "lossless": lossless,
                           "model_name": model_name, "progress": progress}
     main, firsts = _generate_run(pipe, prompts, role="main", guidance=main_g,
                                  directory=out / "videos" / guidance_label(main_g), **kw)
@@ -557,7 +560,7 @@ def to_markdown(result: ShapesBenchResult) -> str:
     src = f"videos `{s['videos']}`" if "videos" in s else f"model `{s.get('model')}`"
     g = result.main.guidance
     bg = result.baseline.guidance if result.baseline else None
-    lines.append(f"{src} · steps {s.get('steps', '—')} · guidance {'—' if g is None else f'{g:g}'}"
+    lines.append(f"{src} · steps {s.get('steps', '—')} · shift {s.get('shift', '—')} · guidance {'—' if g is None else f'{g:g}'}"
                  f" (baseline {'none' if bg is None else f'{bg:g}'}) · {s.get('samples')} sample(s) per prompt"
                  f" · seed {s.get('seed')} · {s.get('prompts')} prompt(s) ({', '.join(s.get('languages', []))})"
                  f" · {result.main.aggregates['videos']} videos")
