@@ -241,6 +241,8 @@ def _run(script: Path, cfg: Path, kill_at: int = 0, crash_save_at: int = 0) -> t
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, str(script), str(cfg), str(kill_at), str(crash_save_at)],
                           capture_output=True, text=True, env=env, timeout=300)
+    if proc.returncode not in (0, -9):
+        print(proc.stderr[-3000:])  # shown by pytest when the test fails
     losses = {}
     for line in proc.stdout.splitlines():
         if line.startswith("LOSS "):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_trainer import moving_square
+from test_trainer import RESUME_SCRIPT, _run, moving_square
 
 from openwan.media import write_video
 from openwan.training import load_config, train
@@ -166,3 +166,31 @@ def test_freeze_encoder_trains_the_decoder_only_so_latents_stay_valid(tmp_path, 
         assert same == name.startswith(("encoder.", "conv1.")), name  # encoder kept, decoder trained
     with pytest.raises(InputError, match="vae.freeze_encoder needs model.init = 'base'"):
         load_config(cfg_path, ['model.init="random"'])
+
+
+def test_vae_sigkill_in_the_video_stage_then_resume_reproduces_the_loss_sequence(tmp_path, tiny_official):
+    """A VAE run killed after the inflation to 3D resumes from its last checkpoint and repeats the
+    uninterrupted run's losses exactly (posterior noise, data order, optimizer state and the inflated model
+    all come back), so `openwan recipe` re-run after a crash writes the same VAE."""
+    manifest = _clips(tmp_path / "train", [((220, 30, 30), 1, 0), ((30, 200, 30), 0, 1), ((30, 30, 220), -1, 0)])
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT)
+
+    def config(name: str) -> Path:
+        run = tmp_path / name
+        run.mkdir()
+        cfg = short_vae_config(run, tiny_official, manifest, size=32, sections="[checkpoint]\nevery = 3\nkeep = 1")
+        text = cfg.read_text().replace("steps = 1\nbatch_size = 1", "steps = 4\nschedule = \"cosine\"\nbatch_size = 1")
+        cfg.write_text(text.replace("steps = 2\n", "steps = 2\nwarmup_steps = 1\n", 1))
+        return cfg
+
+    code, reference = _run(script, config("ref"))
+    assert code == 0 and sorted(reference) == list(range(1, 7))  # image steps 1-2, video steps 3-6
+    cfg = config("killed")
+    code, before = _run(script, cfg, kill_at=5)
+    assert code == -9 and max(before) == 5  # SIGKILL after step 5; the last checkpoint is step 3 (video)
+    code, after = _run(script, cfg)
+    assert code == 0 and sorted(after) == [4, 5, 6]
+    for step in range(1, 7):
+        got = after.get(step, before.get(step))
+        assert got == reference[step], f"step {step}: {got!r} != {reference[step]!r}"
