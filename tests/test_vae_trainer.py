@@ -114,9 +114,9 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
 
 
 def short_vae_config(tmp: Path, base: Path, manifest: Path, *, size: int, init: str = "random",
-                     sections: str = "") -> Path:
-    """A VAE run of an image stage (2 steps) and a video stage (1 step) at ``size`` px; ``sections`` is
-    extra TOML (e.g. ``[vae.loss]`` settings)."""
+                     sections: str = "", video_steps: int = 1, image_extra: str = "", video_extra: str = "") -> Path:
+    """A VAE run of an image stage (2 steps) and a video stage (``video_steps``) at ``size`` px; ``sections``
+    is extra TOML (e.g. ``[vae.loss]`` settings), ``image_extra`` / ``video_extra`` extra stage keys."""
     cfg = tmp / "vae.toml"
     cfg.write_text(f"""
 [run]
@@ -136,12 +136,14 @@ manifest = "{manifest}"
 [[stages]]
 name = "image"
 steps = 2
+{image_extra}
 batch_size = 2
 buckets = ["{size}x{size}"]
 datasets = {{ clips = 1 }}
 [[stages]]
 name = "video"
-steps = 1
+steps = {video_steps}
+{video_extra}
 batch_size = 1
 buckets = ["{size}x{size}x5"]
 datasets = {{ clips = 1 }}
@@ -179,10 +181,8 @@ def test_vae_sigkill_in_the_video_stage_then_resume_reproduces_the_loss_sequence
     def config(name: str) -> Path:
         run = tmp_path / name
         run.mkdir()
-        cfg = short_vae_config(run, tiny_official, manifest, size=32, sections="[checkpoint]\nevery = 3\nkeep = 1")
-        text = cfg.read_text().replace("steps = 1\nbatch_size = 1", "steps = 4\nschedule = \"cosine\"\nbatch_size = 1")
-        cfg.write_text(text.replace("steps = 2\n", "steps = 2\nwarmup_steps = 1\n", 1))
-        return cfg
+        return short_vae_config(run, tiny_official, manifest, size=32, sections="[checkpoint]\nevery = 3\nkeep = 1",
+                                video_steps=4, image_extra="warmup_steps = 1", video_extra='schedule = "cosine"')
 
     code, reference = _run(script, config("ref"))
     assert code == 0 and sorted(reference) == list(range(1, 7))  # image steps 1-2, video steps 3-6

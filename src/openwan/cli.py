@@ -361,10 +361,7 @@ def _bench(args) -> int:
 
     if args.suite == "shapes":
         return _bench_shapes(args)
-    shapes_only = [f for f, v in (("--guidance", args.guidance), ("--steps", args.steps), ("--shift", args.shift),
-                                  ("--baseline-guidance", args.baseline_guidance),
-                                  ("--vae-clips", args.vae_clips),
-                                  ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
+    shapes_only = _shapes_generation_flags(args)
     if shapes_only:
         raise InputError(f"{', '.join(shapes_only)} only apply to the shapes suite")
     if len(args.name) > len(args.videos):
@@ -398,6 +395,13 @@ def _bench(args) -> int:
     return 0
 
 
+def _shapes_generation_flags(args) -> list[str]:
+    """The shapes suite's generation options the user gave (they apply to `bench shapes --model` only)."""
+    return [flag for flag, value in (("--guidance", args.guidance), ("--steps", args.steps), ("--shift", args.shift),
+                                     ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
+                                     ("--sensitivity-clips", args.sensitivity_clips)) if value is not None]
+
+
 def _bench_shapes(args) -> int:
     from .bench.shapes_bench import run_shapes_bench, score_shapes_videos, summary_lines
     from .errors import InputError
@@ -409,10 +413,7 @@ def _bench_shapes(args) -> int:
     if args.videos and args.model is not None:
         raise InputError("give either --videos DIR (re-score) or --model PATH (generate), not both")
     if args.videos:
-        given = [f for f, v in (("--samples", args.samples), ("--guidance", args.guidance), ("--steps", args.steps),
-                                ("--shift", args.shift),
-                                ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
-                                ("--sensitivity-clips", args.sensitivity_clips)) if v is not None]
+        given = ["--samples"] * (args.samples is not None) + _shapes_generation_flags(args)
         if given:
             raise InputError(f"{', '.join(given)} apply to generation (--model), not to --videos")
         result = score_shapes_videos(args.videos[0], out=args.out, progress=not args.no_progress)

@@ -328,10 +328,12 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     unless it is None or equal to the main guidance; ``vae_clips`` held-out clips for the VAE PSNR
     (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
     skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` and ``shift``
-    override the checkpoint's sampling steps and noise-schedule shift (sweeps); ``lossless`` also saves each video's exact frames (.npz) so a
-    re-score of ``out/videos`` gives the same numbers. Writes the reports into ``out``.
+    override the checkpoint's sampling steps and noise-schedule shift (sweeps); ``lossless`` also saves each
+    video's exact frames (.npz) so a re-score of ``out/videos`` gives the same numbers. Writes the reports
+    into ``out``.
     """
     from .. import __version__, load_pipeline
+    from ..sampling import check_shift
 
     if out is None:
         raise InputError("run_shapes_bench needs out= (a folder for the videos and reports)")
@@ -343,8 +345,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
         check_int("max_prompts", max_prompts, 1)
     if steps is not None:
         check_int("steps", steps, 1)
-    if shift is not None and not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
-        raise InputError(f"shift must be a finite number > 0, got {shift!r}")
+    if shift is not None:
+        shift = check_shift(shift)
     guidance = _check_guidance("guidance", guidance)
     baseline_guidance = _check_guidance("baseline guidance", baseline_guidance)
     prompts = shapes_prompts(languages=languages)[:max_prompts]
@@ -560,7 +562,8 @@ def to_markdown(result: ShapesBenchResult) -> str:
     src = f"videos `{s['videos']}`" if "videos" in s else f"model `{s.get('model')}`"
     g = result.main.guidance
     bg = result.baseline.guidance if result.baseline else None
-    lines.append(f"{src} · steps {s.get('steps', '—')} · shift {s.get('shift', '—')} · guidance {'—' if g is None else f'{g:g}'}"
+    lines.append(f"{src} · steps {s.get('steps', '—')} · shift {s.get('shift', '—')}"
+                 f" · guidance {'—' if g is None else f'{g:g}'}"
                  f" (baseline {'none' if bg is None else f'{bg:g}'}) · {s.get('samples')} sample(s) per prompt"
                  f" · seed {s.get('seed')} · {s.get('prompts')} prompt(s) ({', '.join(s.get('languages', []))})"
                  f" · {result.main.aggregates['videos']} videos")

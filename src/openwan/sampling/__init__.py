@@ -15,15 +15,20 @@ _SOLVER_CLASSES: dict[str, type[FlowSolver]] = {"unipc": UniPCSolver, "dpm++": D
 SOLVERS: tuple[str, ...] = tuple(_SOLVER_CLASSES)
 
 
+def check_shift(shift: object) -> float:
+    """The sigma shift as a float; InputError unless it is a finite number > 0."""
+    if isinstance(shift, bool) or not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
+        raise InputError(f"sigma shift must be a finite number > 0, got {shift!r}")
+    return float(shift)
+
+
 def make_solver(name: str, steps: int, shift: float) -> FlowSolver:
     """A fresh single-use solver; call its ``step`` once for each of its ``timesteps``."""
     if name not in _SOLVER_CLASSES:
         raise InputError(f"unknown solver {name!r}; choose one of {', '.join(SOLVERS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise InputError(f"sampling steps must be an integer >= 1, got {steps!r}")
-    if not (isinstance(shift, (int, float)) and math.isfinite(shift) and shift > 0):
-        raise InputError(f"sigma shift must be a finite number > 0, got {shift!r}")
-    return _SOLVER_CLASSES[name](steps, float(shift))
+    return _SOLVER_CLASSES[name](steps, check_shift(shift))
 
 
 __all__ = [
@@ -32,6 +37,7 @@ __all__ = [
     "EulerSolver",
     "FlowSolver",
     "UniPCSolver",
+    "check_shift",
     "dpmpp_sigmas",
     "make_solver",
     "model_timesteps",
