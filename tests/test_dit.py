@@ -303,6 +303,36 @@ def test_attention_sdpa_and_forced_backends(monkeypatch):
         attention(q, k, v)
 
 
+def test_cpu_training_attention_on_short_sequences_runs_in_fp32_even_under_autocast():
+    """bf16 SDPA's CPU backward is slow at short lengths, so training computes attention in fp32 there
+    (benchmarks/bench_attention.py); inference and long sequences keep bf16."""
+    import torch.nn.functional as F
+
+    from openwan.models.attention import _UPCAST_MAX_SCORES
+
+    g = torch.Generator().manual_seed(0)
+
+    def qkv(lq: int, lk: int, grad: bool) -> list[torch.Tensor]:
+        return [torch.randn(2, n, 4, 32, generator=g).bfloat16().requires_grad_(grad) for n in (lq, lk, lk)]
+
+    def sdpa(q, k, v):  # [B, L, H, D] in and out
+        return F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
+
+    q, k, v = qkv(80, 64, grad=True)
+    fp32 = sdpa(q.float(), k.float(), v.float()).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # how the trainer runs the DiT with precision = "bf16"
+        out = attention(q, k, v)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, fp32)
+    assert not torch.equal(out, sdpa(q, k, v))  # the bf16 kernel rounds differently: the fp32 path did run
+    out.float().square().sum().backward()
+    assert all(t.grad is not None and t.grad.dtype == torch.bfloat16 and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+    with torch.no_grad():  # inference: the input dtype, as before
+        assert torch.equal(attention(q, k, v), sdpa(q, k, v))
+    long_len = int(_UPCAST_MAX_SCORES**0.5) + 1  # long sequences: the bf16 kernel is as fast or faster
+    q, k, v = qkv(long_len, long_len, grad=True)
+    assert torch.equal(attention(q, k, v), sdpa(q, k, v))
+
 # ----------------------------------------------------------------------------------------------
 # Input validation
 

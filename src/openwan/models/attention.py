@@ -68,6 +68,25 @@ def _resolve(backend: str | None, q: torch.Tensor) -> str:
     return forced
 
 
+# Above this many scores per head (q tokens x k tokens) the upcast copies cost more than they save.
+_UPCAST_MAX_SCORES = 256 * 256
+
+
+def _cpu_half_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
+    """True where SDPA would run its CPU flash kernel in bf16/fp16 on short sequences and autograd will
+    need its backward. That backward has a large fixed cost in half precision: at 80 tokens the fp32
+    kernel plus the casts takes 0.64x the time, while from ~320 tokens on the bf16 kernel is as fast or
+    faster (benchmarks/bench_attention.py). So CPU training of small DiTs computes attention in fp32,
+    which is also the more precise; long sequences and inference keep the input dtype."""
+    return (q.device.type == "cpu" and q.dtype in _HALF and q.shape[1] * k.shape[1] <= _UPCAST_MAX_SCORES
+            and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
+
+
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    # SDPA wants [B, H, L, D]; the transposes are views, SDPA's kernels accept the strides.
+    return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | None = None) -> torch.Tensor:
     """softmax(q·kᵀ/√d)·v over all keys.
 
@@ -75,9 +94,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str | 
     """
     name = _resolve(backend, q)
     if name == "sdpa":
-        # SDPA wants [B, H, L, D]; the transposes are views, SDPA's kernels accept the strides.
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-        return out.transpose(1, 2)
+        if _cpu_half_backward(q, k, v):
+            with torch.autocast("cpu", enabled=False):  # CPU autocast would cast the fp32 inputs back
+                return _sdpa(q.float(), k.float(), v.float()).to(q.dtype)
+        return _sdpa(q, k, v)
 
     # Flash kernels only take fp16/bf16: fp32 inputs go through bf16 and back, like the official code.
     out_dtype = q.dtype
