@@ -215,6 +215,52 @@ def test_a_subset_dataset_links_the_latents_another_cache_holds(tmp_path, tiny_o
     assert "cached 0 clips of down" in caplog.text
 
 
+def test_cache_filling_encodes_clips_in_batches_and_each_caption_once(tmp_path, monkeypatch):
+    """Clips of a bucket go through the VAE several at a time; each clip still gets its own latents and
+    mask, each new caption is encoded once, and an unreadable clip between them is skipped and counted."""
+    from openwan.data.buckets import parse_bucket
+    from openwan.data.dataset import ClipDataset
+    from openwan.data.manifest import read_manifest
+    from openwan.training import latent_cache
+    from openwan.training.latent_cache import LatentCache, fill_cache
+
+    clips = {f"a square moves {i}": moving_square((40 * i, 200, 30), i - 2, 1, frames=5) for i in range(5)}
+    clips["a square moves 1 again"] = moving_square((10, 10, 250), 1, 0, frames=5)
+    manifest = write_clips(tmp_path / "clips", clips)
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    rows[3]["caption"] = rows[1]["caption"]  # two clips, one caption
+    masks = tmp_path / "clips" / "mask.mp4"
+    write_video(np.zeros((5, 64, 64, 3), np.uint8), masks, fps=16)
+    manifest.write_text("".join(json.dumps({**r, "mask": "mask.mp4"}) + "\n" for r in rows))
+    (tmp_path / "clips" / "clip2.mp4").write_bytes(b"not a video")
+    bucket = parse_bucket("64x64x5")
+    dataset = ClipDataset(read_manifest(manifest), [bucket], seed=0, name="clips", masks=True)
+    monkeypatch.setattr(latent_cache, "CACHE_BATCH_PIXELS", 2 * 5 * 64 * 64)  # 2 clips per call
+
+    def encode_video(video):  # a stand-in VAE: per-clip arithmetic, so batching cannot change a clip's output
+        calls.append(video.shape[0])
+        return video[:, :, ::4, ::8, ::8] * 2
+
+    calls, texts = [], []
+    encode_text = lambda captions: texts.extend(captions) or [torch.full((2, 4), float(len(c))) for c in captions]
+    cache = LatentCache(tmp_path / "cache")
+    n = fill_cache(dataset, cache, encode_video=encode_video, encode_text=encode_text,
+                   encode_mask=lambda m: m[:, :, ::4, ::8, ::8], progress=False)
+    assert n == 5 and calls == [2, 2, 1]  # clip 2 is unreadable: batches {0, 1}, {3, 4}, {5}
+    assert sorted(texts) == sorted({r["caption"] for i, r in enumerate(rows) if i != 2})  # each once
+    assert dataset.skips.count == 1 and dataset.skips.records[0][0].endswith("clip2.mp4")
+    for i in (0, 1, 3, 4, 5):
+        alone = dataset[i]
+        cached = cache.get_clip(i, bucket)
+        assert torch.equal(cached["latents"], alone.video[:, ::4, ::8, ::8] * 2)
+        assert cached["mask"].shape == (1, 2, 8, 8)
+        assert torch.equal(cache.get_text(alone.caption), torch.full((2, 4), float(len(alone.caption))))
+    assert cache.get_clip(2, bucket) is None
+    assert fill_cache(dataset, cache, encode_video=encode_video, encode_text=encode_text,
+                      encode_mask=lambda m: m, progress=False) == 0  # all cached: nothing encoded again
+    assert calls == [2, 2, 1]
+
+
 RESUME_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from openwan.training import load_config, train
