@@ -40,10 +40,10 @@ def kernel_rows(repeats: int) -> list[dict]:
         q, k, v = (torch.randn(batch, tokens, 4, 64, generator=g, dtype=torch.bfloat16).requires_grad_()
                    for _ in range(3))
 
-        def ours():
+        def ours(q=q, k=k, v=v):
             attention(q, k, v).sum().backward()
 
-        def bf16_sdpa():  # [B, L, H, D] -> SDPA's [B, H, L, D], as a bf16 caller would run it
+        def bf16_sdpa(q=q, k=k, v=v):  # [B, L, H, D] -> SDPA's [B, H, L, D], as a bf16 caller would run it
             F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).sum().backward()
 
         row = compare(ours, bf16_sdpa, torch.device("cpu"), repeats=repeats)
@@ -58,7 +58,10 @@ def dit_rows(repeats: int) -> list[dict]:
     from diffusers import WanTransformer3DModel
 
     import openwan.models.attention as attention_module
-    from openwan.checkpoint.keymap_dit import dit_config_to_diffusers, dit_official_to_diffusers
+    from openwan.checkpoint.keymap_dit import (
+        dit_config_to_diffusers,
+        dit_official_to_diffusers,
+    )
     from openwan.configs import DiTConfig
     from openwan.models.dit import WanDiT
 
