@@ -125,11 +125,22 @@ def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
     vae_file = recipe_run / "vae" / "final" / "Wan2.1_VAE.pth"
     dit_file = recipe_run / "dit" / "final" / "diffusion_pytorch_model.safetensors"
     before = vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns
+    environment = recipe_run / "environment.jsonl"
+    runs_before = len(environment.read_text().splitlines())
     assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(recipe_run))}", *SHORT]) == 0
     assert (vae_file.stat().st_mtime_ns, dit_file.stat().st_mtime_ns) == before
     log = capsys.readouterr().out
     assert "vae training" not in log and "dit training" not in log and "decoder" not in log
     assert "dit fine-tuning" not in log
+    # each invocation records what it ran with: one more line, after the first run's
+    runs = [json.loads(line) for line in environment.read_text().splitlines()]
+    assert runs_before >= 1 and len(runs) == runs_before + 1 and runs[-1]["recipe"] == str(RECIPE)
+    import av
+
+    now = runs[-1]
+    assert now["packages"]["torch"] == torch.__version__ and now["packages"]["av"] == av.__version__
+    assert now["ffmpeg"]["libavcodec"] == ".".join(map(str, av.library_versions["libavcodec"]))
+    assert now["torch_threads"] == torch.get_num_threads() and runs[0]["torch_threads"] == 1  # the fixture's
 
 
 def test_a_new_scaffold_reruns_only_the_text_side(recipe_run, tmp_path):

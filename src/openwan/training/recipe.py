@@ -23,6 +23,10 @@ resumes (the two training steps also resume from their own checkpoints):
                  noise; it reads the DiT step's latent cache instead of encoding the clips again;
 6. ``model``     the final official-layout checkpoint plus ``sample_config.json`` (native size, frames,
                  steps, shift, guidance) that ``openwan generate`` uses as its defaults.
+
+Each invocation appends a line to ``<output_dir>/environment.jsonl``: library versions (PyAV's FFmpeg
+included), the openwan commit and the machine (:mod:`openwan.environment`), since runs of the same config
+on the same code can still differ when those do.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..configs import SampleDefaults
+from ..environment import record_environment
 from ..errors import InputError, OpenWanError
 from ..pipelines.loading import write_sample_config  # a custom checkpoint's sampling defaults
 from ..validation import parse_size
@@ -388,6 +393,7 @@ def run_recipe(recipe: Recipe) -> Path:
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    record_environment(out / "environment.jsonl", recipe=str(recipe.source))  # one line per (re)run
     _log(f"data -> {out / 'data'}")
     manifest = build_data(recipe, out / "data")
     extra = build_extra_data(recipe, out)
