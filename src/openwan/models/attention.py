@@ -75,8 +75,8 @@ _UPCAST_MAX_SCORES = 256 * 256
 def _cpu_half_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> bool:
     """True where SDPA would run its CPU flash kernel in bf16/fp16 on short sequences and autograd will
     need its backward. That backward has a large fixed cost in half precision: at 80 tokens the fp32
-    kernel plus the casts takes 0.64x the time, while from ~320 tokens on the bf16 kernel is as fast or
-    faster (benchmarks/bench_attention.py). So CPU training of small DiTs computes attention in fp32,
+    kernel plus the casts takes about 0.6x the time, while from ~320 tokens on the bf16 kernel is as fast
+    (benchmarks/bench_attention.py). So CPU training of small DiTs computes attention in fp32,
     which is also the more precise; long sequences and inference keep the input dtype."""
     return (q.device.type == "cpu" and q.dtype in _HALF and q.shape[1] * k.shape[1] <= _UPCAST_MAX_SCORES
             and torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad))
