@@ -432,6 +432,30 @@ def test_a_fine_tune_keeps_its_base_sampling_defaults(tmp_path, tiny_official, t
     assert not (scratch.export_dir / "sample_config.json").exists()
 
 
+def test_metrics_log_the_recent_throughput_beside_the_stage_average(tmp_path, tiny_official, two_clips):
+    """``recent_samples_per_s`` covers only the steps since the previous row, so a slowdown late in a stage
+    shows there at once while the stage average (``samples_per_s``) hides it."""
+    import time
+
+    from openwan.training import train
+
+    slow_from = 3
+
+    def slow_down(info):
+        if info.step >= slow_from:
+            time.sleep(1.0)
+
+    train(load_config(write_config(tmp_path, tiny_official, two_clips, steps=6)), callbacks=[slow_down])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "recent_samples_per_s" in r]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]  # logging.every = 1: one step per row
+    batch = 2
+    for r in rows[slow_from:]:  # each of these rows' steps waited 1 s after the previous row
+        assert r["recent_samples_per_s"] < batch / 1.0
+        assert r["recent_samples_per_s"] < r["samples_per_s"]
+    assert rows[1]["recent_samples_per_s"] > 2 * rows[-1]["recent_samples_per_s"]
+
+
 @pytest.mark.parametrize("overrides", [
     ["run.precision=\"bf16\""],
     ["model.gradient_checkpointing=true", "model.activation_offload=true"],

@@ -278,6 +278,7 @@ class Trainer:
                 self.prepare_caches(data)
                 data.load_state_dict(self.data_state)
                 tic, samples = time.perf_counter(), 0
+                since_record = (tic, 0)  # (time, samples) at the last metrics row: the recent rate shows drift
                 while self.step_in_stage < stage.steps:
                     lr = stage_lr(stage, cfg.optim.lr, self.step_in_stage)
                     src, batch = data.next_batch(self.step_in_stage)
@@ -292,8 +293,12 @@ class Trainer:
                     throughput = samples / max(1e-9, time.perf_counter() - tic)
                     logger.step(self.step, {"loss": loss, "lr": lr, "samples/s": throughput})
                     if self.step % cfg.logging.every == 0 or self.step_in_stage == stage.steps:
+                        now = time.perf_counter()
+                        recent = (samples - since_record[1]) / max(1e-9, now - since_record[0])
+                        since_record = (now, samples)
                         logger.record(self.step, {"stage": stage.name, "loss": self._mean_over_ranks(loss),
                                                   "lr": lr, "grad_norm": grad_norm, "samples_per_s": throughput,
+                                                  "recent_samples_per_s": recent,
                                                   "skipped_files": data.skip_report().count, **self.step_logs})
                     if self.step % cfg.checkpoint.every == 0 or self.step_in_stage == stage.steps:
                         self.save(data)
