@@ -124,6 +124,10 @@ class LatentCache:
     def put_latents(self, index: int, bucket: Bucket, z: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         _save({"latents": z} if mask is None else {"latents": z, "mask": mask}, self.latent_path(index, bucket))
 
+    def has_text(self, caption: str) -> bool:
+        """Whether the caption's embedding is cached (a file check; ``get_text`` reads the tensor)."""
+        return self.text_path(caption).is_file()
+
     def get_text(self, caption: str) -> torch.Tensor | None:
         p = self.text_path(caption)
         return load_file(p)["context"] if p.is_file() else None
@@ -138,7 +142,7 @@ class LatentCache:
         if not src.is_file():
             return False
         _place(src, self.latent_path(index, bucket))
-        if not self.text_path(caption).is_file() and donor.text_path(caption).is_file():
+        if not self.has_text(caption) and donor.has_text(caption):
             _place(donor.text_path(caption), self.text_path(caption))
         return True
 
@@ -238,7 +242,7 @@ def fill_cache(dataset: ClipDataset, cache: LatentCache, *, encode_video: Callab
 
     def flush(items: list[Sample]) -> None:
         latents = encode_video(torch.stack([item.video for item in items]))
-        captions = list(dict.fromkeys(item.caption for item in items if cache.get_text(item.caption) is None))
+        captions = list(dict.fromkeys(item.caption for item in items if not cache.has_text(item.caption)))
         for caption, context in zip(captions, encode_text(captions) if captions else []):
             cache.put_text(caption, context)
         masks = encode_mask(torch.stack([item.mask for item in items])) if dataset.masks else [None] * len(items)

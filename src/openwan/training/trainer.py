@@ -416,7 +416,7 @@ class DiTTrainer(Trainer):
             log.info("cached %d clips of %s", n, src.name)
         if self.cfg.flow.text_dropout > 0:
             for src in data.sources:
-                if src.cache is not None and src.cache.get_text(self.cfg.flow.dropout_prompt) is None and self.is_main:
+                if src.cache is not None and not src.cache.has_text(self.cfg.flow.dropout_prompt) and self.is_main:
                     src.cache.put_text(self.cfg.flow.dropout_prompt, self.encode_text([self.cfg.flow.dropout_prompt])[0])
             if self.env.world_size > 1:
                 dist.barrier()
