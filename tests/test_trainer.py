@@ -314,6 +314,10 @@ def test_sigkill_then_resume_reproduces_the_loss_sequence(tmp_path, tiny_officia
     for step in range(1, 9):
         got = after.get(step, before.get(step))
         assert got == reference[step], f"step {step}: {got!r} != {reference[step]!r}"
+    # each start records what it ran with: the first from step 0, the resumed one from the checkpoint's step
+    runs = [json.loads(line) for line in (tmp_path / "killed" / "run" / "environment.jsonl").read_text().splitlines()]
+    assert [r["start_step"] for r in runs] == [0, 3]
+    assert all(r["torch_threads"] == 1 and r["task"] == "dit" and r["config"] == str(cfg) for r in runs)
 
 
 def test_crash_during_save_falls_back_to_previous_checkpoint(tmp_path, tiny_official, two_clips):

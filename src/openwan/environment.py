@@ -3,7 +3,8 @@
 Two runs of the same config on the same code can still differ when a library does. For example, PyAV
 wheels bundle their own FFmpeg, so the mp4 bytes of rendered training clips follow the installed ``av``.
 ``openwan recipe`` appends one :func:`environment_info` line per invocation to
-``<output_dir>/environment.jsonl``, so two run folders can be compared afterwards.
+``<output_dir>/environment.jsonl``, and every training run (``openwan train``, or a recipe's VAE and DiT
+steps) one per start or resume to its own output folder's, so two run folders can be compared afterwards.
 """
 
 from __future__ import annotations

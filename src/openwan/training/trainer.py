@@ -32,6 +32,7 @@ from ..checkpoint.io import write_text_atomic
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
 from ..configs import DiTConfig
 from ..data.dataset import SkipReport
+from ..environment import record_environment
 from ..errors import InputError, NumericalError
 from ..pipelines.loading import resolve_files
 from .checkpoint import CheckpointManager, rng_state, set_rng_state
@@ -264,6 +265,9 @@ class Trainer:
                                progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard)
         if resumed is not None:
             logger.message(f"resumed from {resumed} (step {self.step})")
+        if self.is_main:  # one line per (re)start: runs of one config differ when libraries or threads do
+            record_environment(self.out / "environment.jsonl", config=str(cfg.source), task=cfg.run.task,
+                               start_step=self.step, world_size=self.env.world_size)
         result = TrainResult(self.out, self.step)
         try:
             data = None
