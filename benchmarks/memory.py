@@ -57,11 +57,14 @@ def run_in_phases_if_needed(device: str, out) -> dict | None:
 
 
 def machine_info(device, threads: int) -> dict:
-    """The header every result file starts with."""
-    import platform
+    """The header every result file starts with: device, threads and command, and under "environment" what
+    ``openwan.environment`` records (library versions, the openwan commit, the CPU), so that a result names
+    the code it measured."""
+    from openwan.environment import environment_info
 
-    return {"device": str(device), "threads": threads, "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "command": "python " + " ".join(sys.argv)}
+    env = environment_info()
+    return {"device": str(device), "threads": threads, "torch": torch.__version__, "cpu": env["cpu"],
+            "command": "python " + " ".join(sys.argv), "environment": env}
 
 
 def _merge(a, b):
