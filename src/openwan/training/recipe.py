@@ -26,7 +26,8 @@ resumes (the two training steps also resume from their own checkpoints):
 
 Each invocation appends a line to ``<output_dir>/environment.jsonl``: library versions (PyAV's FFmpeg
 included), the openwan commit and the machine (:mod:`openwan.environment`), since runs of the same config
-on the same code can still differ when those do.
+on the same code can still differ when those do. The VAE and DiT steps' trainers add theirs (with the step
+they start from) to ``vae/`` and ``dit/``.
 """
 
 from __future__ import annotations

@@ -261,13 +261,13 @@ class Trainer:
     def run(self) -> TrainResult:
         cfg = self.cfg
         resumed = self.resume()
+        if self.is_main:  # one line per (re)start: runs of one config differ when libraries or threads do
+            record_environment(self.out / "environment.jsonl", config=str(cfg.source), task=cfg.run.task,
+                               start_step=self.step, world_size=self.env.world_size)
         logger = MetricsLogger(self.out, total_steps=cfg.total_steps, start_step=self.step, enabled=self.is_main,
                                progress=cfg.logging.progress, tensorboard=cfg.logging.tensorboard)
         if resumed is not None:
             logger.message(f"resumed from {resumed} (step {self.step})")
-        if self.is_main:  # one line per (re)start: runs of one config differ when libraries or threads do
-            record_environment(self.out / "environment.jsonl", config=str(cfg.source), task=cfg.run.task,
-                               start_step=self.step, world_size=self.env.world_size)
         result = TrainResult(self.out, self.step)
         try:
             data = None
