@@ -333,6 +333,7 @@ class DiTTrainer(Trainer):
         self.dit_config: DiTConfig = self.dit.config
         self.vae, self.text_encoder = build_frozen(cfg, self.device, self.dit_config.text_len)
         self._parallelize()
+        self.train_forward = self._compiled(self.dit) if cfg.run.compile else self.dit
         self.optimizer = build_optimizer(self.dit, cfg.optim, cfg.optim.lr)
         self.ema = EMA(self.dit, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.trainable = [p for p in self.dit.parameters() if p.requires_grad]
@@ -353,6 +354,14 @@ class DiTTrainer(Trainer):
 
             shard_mesh = self.mesh._flatten("dp_cp") if cfg.parallel.cp > 1 else self.mesh["dp"]
             apply_fsdp(self.dit, shard_mesh, reshard_after_forward=cfg.parallel.reshard_after_forward)
+
+    def _compiled(self, dit: nn.Module) -> nn.Module:
+        """The DiT behind torch.compile, sharing its parameters; only training steps call it, so samples,
+        checkpoints and the export see the plain module (same state-dict keys, no recompiles)."""
+        if self.env.world_size > 1:
+            raise InputError("run.compile supports one process only for now; set run.compile = false "
+                             "for torchrun (FSDP or context-parallel) runs")
+        return torch.compile(dit)
 
     def shared_state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"train": _ModelState(self.dit, self.optimizer)}
@@ -458,7 +467,7 @@ class DiTTrainer(Trainer):
         offload = (torch.autograd.graph.save_on_cpu(pin_memory=self.device.type == "cuda")
                    if cfg.model.activation_offload else contextlib.nullcontext())
         with autocast, offload:
-            pred = self.dit(x_t, model_timesteps(sigma).to(self.device), context)
+            pred = self.train_forward(x_t, model_timesteps(sigma).to(self.device), context)
         loss = flow_matching_loss(pred, target, weight)
         if weight is not None:  # the plain MSE too, comparable with unweighted runs
             self.step_logs["mse"] = flow_matching_loss(pred.detach(), target).item()
