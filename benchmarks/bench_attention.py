@@ -53,11 +53,14 @@ def kernel_rows(repeats: int) -> list[dict]:
     return rows
 
 
-def dit_rows(repeats: int) -> list[dict]:
+def shapes_world_steps(ours_forward=None, theirs_forward=None):
+    """Training-step closures for the bundled shapes-world DiT (dim 256, 6 layers, batch 32, 80 video
+    tokens, 20 prompt tokens padded to 64) under bf16 autocast: ours and diffusers' WanTransformer3DModel
+    with the same weights, batch and noise. ``*_forward`` wrap each model before it is called (e.g.
+    ``torch.compile``); the optimisers update the unwrapped models' parameters."""
     import torch
     from diffusers import WanTransformer3DModel
 
-    import openwan.models.attention as attention_module
     from openwan.checkpoint.keymap_dit import (
         dit_config_to_diffusers,
         dit_official_to_diffusers,
@@ -78,20 +81,31 @@ def dit_rows(repeats: int) -> list[dict]:
     padded = torch.nn.functional.pad(context, (0, 0, 0, cfg.text_len - 20))
     t = torch.rand(batch, generator=g) * 1000
 
-    def step_fn(model, forward):
+    def step_fn(model, call):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
 
         def step():
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                pred = forward(model)
+                pred = call()
             torch.nn.functional.mse_loss(pred.float(), target).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         return step
 
-    ours_step = step_fn(ours, lambda m: m(x_t, t, context))
-    theirs_step = step_fn(theirs, lambda m: m(hidden_states=x_t, timestep=t, encoder_hidden_states=padded,
-                                              return_dict=False)[0])
+    f_ours = ours_forward(ours) if ours_forward else ours
+    f_theirs = theirs_forward(theirs) if theirs_forward else theirs
+    ours_step = step_fn(ours, lambda: f_ours(x_t, t, context))
+    theirs_step = step_fn(theirs, lambda: f_theirs(hidden_states=x_t, timestep=t, encoder_hidden_states=padded,
+                                                   return_dict=False)[0])
+    return ours_step, theirs_step, batch
+
+
+def dit_rows(repeats: int) -> list[dict]:
+    import torch
+
+    import openwan.models.attention as attention_module
+
+    ours_step, theirs_step, batch = shapes_world_steps()
     rows = []
     row = compare(ours_step, theirs_step, torch.device("cpu"), repeats=repeats)
     rows.append({"what": "shapes-world DiT training step, bf16 autocast", "batch": batch, **row})

@@ -296,6 +296,21 @@ def test_a_dit_finetune_must_continue_the_dit(tmp_path):
     assert not (tmp_path / "run").exists()  # checked before any step
 
 
+def test_a_torch_compile_that_cannot_work_stops_the_recipe_before_any_step(tmp_path, monkeypatch):
+    """dit.toml sets run.compile: a machine without a C++ compiler must hear it before the VAE's hour."""
+    from openwan.training.recipe import load_recipe, run_recipe
+
+    def no_compiler(fn):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    recipe = load_recipe(RECIPE, [f"output_dir={json.dumps(str(tmp_path / 'run'))}"])
+    with pytest.raises(InputError, match=r"dit\.toml: run\.compile = true, but torch\.compile does not work on cpu "
+                                         r"here \(RuntimeError: InvalidCxxCompiler.*C\+\+ compiler.*run\.compile = false"):
+        run_recipe(recipe)
+    assert not (tmp_path / "run").exists()
+
+
 def test_sample_config_sets_generate_defaults_and_bad_files_are_named(tmp_path):
     from openwan.errors import CheckpointError
     from openwan.pipelines.loading import read_sample_defaults

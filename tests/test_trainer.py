@@ -577,6 +577,20 @@ def test_compiled_training_gives_the_eager_losses_and_exports_plain_keys(tmp_pat
     assert not any(k.startswith("_orig_mod") for k in keys(compiled.export_dir))
 
 
+def test_a_torch_compile_that_cannot_work_fails_before_the_latent_caching(tmp_path, tiny_official, two_clips,
+                                                                         monkeypatch):
+    from openwan.training import train
+
+    def no_compiler(fn):
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    cfg = load_config(write_config(tmp_path, tiny_official, two_clips), ["run.compile=true"])
+    with pytest.raises(InputError, match="run.compile = true, but torch.compile does not work on cpu"):
+        train(cfg)
+    assert not (tmp_path / "run" / "cache").exists()
+
+
 def test_compile_is_rejected_for_the_vae(tmp_path, tiny_official, two_clips):
     cfg = write_config(tmp_path, tiny_official, two_clips)
     with pytest.raises(InputError, match="run.compile"):

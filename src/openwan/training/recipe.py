@@ -391,6 +391,7 @@ def run_recipe(recipe: Recipe) -> Path:
     if recipe.dit_finetune:
         check_dit_finetune_config(recipe)
     check_extra_data(recipe)
+    check_compile(recipe)
     out = Path(recipe.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
@@ -489,6 +490,21 @@ def check_extra_data(recipe: Recipe) -> None:
         if unknown:
             raise InputError(f"{recipe.source}: extra_data '{extra.name}' feeds datasets {unknown}, which no DiT "
                              f"config of this recipe has; its [[datasets]] are {sorted(known)}")
+
+
+def check_compile(recipe: Recipe) -> None:
+    """A DiT step with ``run.compile`` needs a working torch.compile: probed before the data and VAE steps."""
+    from ..devices import resolve_device
+    from .config import load_config
+    from .torch_compile import require_torch_compile
+
+    steps = [(recipe.dit, recipe.dit_overrides)]
+    if recipe.dit_finetune:
+        steps.append((recipe.dit_finetune, recipe.dit_finetune_overrides))
+    for path, overrides in steps:
+        cfg = load_config(path, overrides)
+        if cfg.run.compile:
+            require_torch_compile(resolve_device(cfg.run.device), str(cfg.source))
 
 
 def share_latent_cache(first: Path, second: Path) -> None:

@@ -42,6 +42,7 @@ from .flow_matching import flow_matching_loss, latent_mask, model_timesteps, noi
 from .latent_cache import LatentCache, clips_fingerprint, fill_cache, find_donors, tensors_fingerprint
 from .logger import MetricsLogger
 from .optim import EMA, build_optimizer, set_lr, stage_lr
+from .torch_compile import require_torch_compile
 
 log = logging.getLogger(__name__)
 
@@ -361,6 +362,7 @@ class DiTTrainer(Trainer):
         if self.env.world_size > 1:
             raise InputError("run.compile supports one process only for now; set run.compile = false "
                              "for torchrun (FSDP or context-parallel) runs")
+        require_torch_compile(self.device, self.cfg.source)  # before the latent caching, not at step 1
         return torch.compile(dit)
 
     def shared_state(self) -> dict[str, Any]:
