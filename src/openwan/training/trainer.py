@@ -389,14 +389,17 @@ class DiTTrainer(Trainer):
         return self.vae.normalize(mu)
 
     def _context(self, captions: list[str], g: torch.Generator, cache: LatentCache | None) -> torch.Tensor:
-        """[B, max_tokens, d] zero-padded context, with text dropout for classifier-free guidance."""
+        """[B, text_len, d] zero-padded context, with text dropout for classifier-free guidance.
+
+        Padded to the DiT's text_len here, as its forward would do anyway, so every batch has one shape:
+        a compiled forward (run.compile) would otherwise recompile for each new longest caption."""
         drop = torch.rand(len(captions), generator=g) < self.cfg.flow.text_dropout
         prompts = [self.cfg.flow.dropout_prompt if d else c for c, d in zip(captions, drop.tolist())]
         embs: list[torch.Tensor | None] = [cache.get_text(p) if cache else None for p in prompts]
         missing = [p for p, e in zip(prompts, embs) if e is None]
         fresh = iter(self.encode_text(missing) if missing else [])
         embs = [e if e is not None else next(fresh) for e in embs]
-        width = max(e.shape[0] for e in embs)
+        width = self.dit_config.text_len
         return torch.stack([torch.nn.functional.pad(e, (0, 0, 0, width - e.shape[0])) for e in embs]).to(self.device)
 
     @functools.cached_property
