@@ -15,15 +15,13 @@ its backward. Two measurements, each interleaved A B A B (``memory.compare``):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 os.environ.setdefault("OPENWAN_BENCH_PHASE", "time")  # timings only: the upcast copies are a few MiB
 sys.path.insert(0, str(Path(__file__).parent))
-from memory import compare, machine_info  # noqa: E402
+from memory import compare, cpu_rows_main  # noqa: E402
 
 KERNEL_SHAPES = ((32, 80), (8, 320), (2, 1280), (1, 4096))  # (batch, tokens)
 
@@ -128,23 +126,7 @@ def dit_rows(repeats: int) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=8)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "attention-cpu.json"))
-    args = p.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    result = {**machine_info(torch.device("cpu"), args.threads), "rows": []}
-    print("attention kernel ...", flush=True)
-    result["rows"] += kernel_rows(args.repeats)
-    print("DiT training step ...", flush=True)
-    result["rows"] += dit_rows(args.repeats)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    cpu_rows_main(__doc__, "attention-cpu.json", [("attention kernel", kernel_rows), ("DiT training step", dit_rows)])
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ that compiles (its wall time is reported as ``compile_s``):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("OPENWAN_BENCH_PHASE", "time")  # timings only
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_attention import shapes_world_steps
-from memory import compare, machine_info
+from memory import compare, cpu_rows_main
 
 
 def _first_call_s(step) -> float:
@@ -55,19 +53,7 @@ def rows(repeats: int) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=8)
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "compile-cpu.json"))
-    args = p.parse_args()
-    import torch
-
-    torch.set_num_threads(args.threads)
-    result = {**machine_info(torch.device("cpu"), args.threads), "rows": rows(args.repeats)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+    cpu_rows_main(__doc__, "compile-cpu.json", [("compiled DiT training step", rows)])
 
 
 if __name__ == "__main__":

@@ -150,3 +150,26 @@ def peak_memory_mib(fn: Callable[[], Any], device: torch.device) -> float:
         stop.set()
         th.join()
     return (peak - base) / 2**20
+
+
+def cpu_rows_main(doc: str, default_name: str, sections: list[tuple[str, Callable[[int], list[dict]]]]) -> None:
+    """Command line of a CPU benchmark made of row sections: --threads, --repeats, --out (default
+    results/<default_name>); writes the machine info and every section's rows as JSON."""
+    import argparse
+    import json
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=8)
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / default_name))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    result = {**machine_info(torch.device("cpu"), args.threads), "rows": []}
+    for title, rows in sections:
+        print(f"{title} ...", flush=True)
+        result["rows"] += rows(args.repeats)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
