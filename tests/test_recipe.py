@@ -30,6 +30,9 @@ SHORT = [
     # batch 1 in the second stage: of the 16 clips, its collisions subset holds one
     "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=1",
     "--dit-set", "logging.progress=false",
+    # dit.toml compiles the DiT; at 5 steps the compiling (twice: batch 4, then 1) is most of the cost.
+    # tests/test_trainer.py covers the compiled step, and the probe test below the recipe's compile check.
+    "--dit-set", "run.compile=false",
     # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it)
     "--set", 'decoder="decoder.toml"',
     "--decoder-set", "stages.0.steps=2", "--decoder-set", "stages.0.batch_size=4",
