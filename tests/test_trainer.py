@@ -558,9 +558,9 @@ def test_dataloader_workers_give_the_same_losses(tmp_path, tiny_official, two_cl
 
 def test_compiled_training_gives_the_eager_losses_and_exports_plain_keys(tmp_path, tiny_official, two_clips):
     """run.compile traces the training forward only: same losses (fp32, to rounding), same checkpoint layout."""
-    from openwan.training import train
-
     from torch._dynamo.utils import counters
+
+    from openwan.training import train
 
     eager = train(load_config(write_config(tmp_path / "a", tiny_official, two_clips, steps=3)))
     counters.clear()
