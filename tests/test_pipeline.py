@@ -116,3 +116,70 @@ def test_outputs_get_normal_permissions_not_0600(tiny_pipe, tmp_path):
     os.umask(umask)
     for p in (r.path, r.path.with_suffix(".json")):
         assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_guidance_interval_guides_only_the_steps_whose_sigma_lies_inside(tiny_pipe, monkeypatch):
+    """CFG at low <= sigma <= high only: (0, 1) is plain CFG, an interval that holds no step is guidance 1,
+    and each step outside the interval costs one DiT call instead of two."""
+    from openwan.sampling import make_solver
+
+    sigmas = [make_solver("unipc", SMALL["steps"], 5.0).sigma(i) for i in range(SMALL["steps"])]
+    assert sigmas == sorted(sigmas, reverse=True) and len(set(sigmas)) == len(sigmas)
+    plain = tiny_pipe.generate("a fox", guidance=5.0, progress=False, **SMALL)
+    assert np.array_equal(tiny_pipe.generate("a fox", guidance=5.0, guidance_interval=(0.0, 1.0), progress=False,
+                                             **SMALL).frames, plain.frames)
+    assert plain.metadata["guidance_interval"] == [0.0, 1.0]
+
+    unguided = tiny_pipe.generate("a fox", guidance=1.0, progress=False, **SMALL)
+    below_all = (0.0, min(sigmas) / 2)
+    none_inside = tiny_pipe.generate("a fox", guidance=5.0, guidance_interval=below_all, progress=False, **SMALL)
+    torch.testing.assert_close(none_inside.latents, unguided.latents, rtol=1e-5, atol=1e-5)
+
+    calls = []
+    orig = tiny_pipe.dit.forward
+    monkeypatch.setattr(tiny_pipe.dit, "forward", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    high_half = ((sigmas[1] + sigmas[2]) / 2, 1.0)  # the first two steps
+    half = tiny_pipe.generate("a fox", guidance=5.0, guidance_interval=high_half, progress=False, **SMALL)
+    assert len(calls) == SMALL["steps"] + 2
+    assert half.metadata["guidance_interval"] == [pytest.approx(high_half[0]), 1.0]
+    assert not torch.allclose(half.latents, plain.latents) and not torch.allclose(half.latents, unguided.latents)
+
+
+@pytest.mark.parametrize("interval, match", [
+    ((0.5, 0.5), "0 <= low < high <= 1"), ((0.8, 0.2), "0 <= low < high <= 1"), ((-0.1, 1.0), "0 <= low"),
+    ((0.0, 1.5), "high <= 1"), ((0.1,), "two sigmas"), ("0.1 0.9", "two sigmas"), ((0.1, float("nan")), "numbers"),
+])
+def test_a_bad_guidance_interval_is_refused_before_any_compute(tiny_pipe, monkeypatch, interval, match):
+    from openwan.errors import InputError
+
+    monkeypatch.setattr(type(tiny_pipe), "_denoise", lambda *a, **k: pytest.fail("computed before checking"))
+    with pytest.raises(InputError, match=match):
+        tiny_pipe.generate("x", guidance_interval=interval, progress=False, **SMALL)
+
+
+def test_cli_guidance_interval_is_recorded_and_checked_before_loading(tiny_official, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    rc = main(["generate", "a red ball", "--model", str(tiny_official), "--frames", "5", "--steps", "3",
+               "--guidance-interval", "0.3", "1", "--seed", "1", "-o", str(out), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(out.with_suffix(".json").read_text())["guidance_interval"] == [0.3, 1.0]
+    # a reversed interval fails before the (here nonexistent) checkpoint is read
+    rc = main(["generate", "x", "--model", str(tmp_path / "nowhere"), "--guidance-interval", "0.9", "0.1",
+               "-o", str(tmp_path / "b.mp4")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "guidance interval needs 0 <= low < high <= 1" in err and "nowhere" not in err
+
+
+def test_a_checkpoints_sample_config_sets_the_default_guidance_interval(tiny_official, tmp_path):
+    import shutil
+
+    from openwan.errors import CheckpointError
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_official, model)
+    (model / "sample_config.json").write_text(json.dumps({"steps": 3, "guidance_interval": [0.4, 1.0]}))
+    r = load_pipeline(model, device="cpu").generate("x", frames=5, seed=1, progress=False)
+    assert r.metadata["guidance_interval"] == [0.4, 1.0] and r.metadata["steps"] == 3
+    (model / "sample_config.json").write_text(json.dumps({"guidance_interval": [1.0, 0.4]}))
+    with pytest.raises(CheckpointError, match=r"sample_config\.json: guidance interval needs"):
+        load_pipeline(model, device="cpu")

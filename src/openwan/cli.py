@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frames", type=int, default=None, help="number of frames, 4n+1 (default 81; 1 = image)")
     g.add_argument("--steps", type=int, default=None, help="sampling steps (default 50)")
     g.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default 5.0)")
+    g.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="apply guidance only at noise levels LOW <= sigma <= HIGH (0 = clean, 1 = noise); "
+                   "steps outside run one DiT pass instead of two (default: the checkpoint's, else 0 1 = always)")
     g.add_argument("--shift", type=float, default=None, help="noise schedule shift (default 5.0)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded in the metadata)")
     g.add_argument("--solver", default="unipc", choices=["unipc", "dpm++", "euler"], help="sampler")
@@ -232,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real reference videos + manifest.jsonl (prompt per video): Physics-IQ comparison")
     b.add_argument("--guidance", type=float, default=None,
                    help="shapes: guidance scale of the generated videos (default: the checkpoint's)")
+    b.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="shapes: sigmas between which the generated videos are guided (default: the checkpoint's)")
     b.add_argument("--steps", type=int, default=None,
                    help="shapes: sampling steps of the generated videos (default: the checkpoint's)")
     b.add_argument("--shift", type=float, default=None,
@@ -269,17 +274,20 @@ def main(argv: list[str] | None = None) -> int:
 def _generate(args) -> int:
     from .media import check_writable
     from .pipelines import load_pipeline
+    from .sampling import check_guidance_interval
 
-    # Fail on an unwritable output before spending minutes loading weights.
+    # Fail on an unwritable output or a bad option before spending minutes loading weights.
     check_writable(args.output, frames=args.frames if args.frames is not None else 81)
+    if args.guidance_interval is not None:
+        check_guidance_interval(args.guidance_interval)
     pipe = load_pipeline(args.model, device=args.device, dtype=args.dtype, offload=args.offload,
                          text_encoder_device=args.text_encoder_device, vae=args.vae,
                          text_encoder=args.text_encoder, tokenizer=args.tokenizer, loras=args.lora)
     width, height = args.size if args.size else (None, None)
     result = pipe.generate(
         args.prompt, negative_prompt=args.negative_prompt, width=width, height=height, frames=args.frames,
-        steps=args.steps, guidance=args.guidance, shift=args.shift, seed=args.seed, solver=args.solver,
-        output=args.output, fps=args.fps, progress=not args.no_progress,
+        steps=args.steps, guidance=args.guidance, guidance_interval=args.guidance_interval, shift=args.shift,
+        seed=args.seed, solver=args.solver, output=args.output, fps=args.fps, progress=not args.no_progress,
     )
     m = result.metadata
     print(f"wrote {result.path} ({m['frames']} frames, {m['width']}x{m['height']}, seed {m['seed']}, "
@@ -397,7 +405,8 @@ def _bench(args) -> int:
 
 def _shapes_generation_flags(args) -> list[str]:
     """The shapes suite's generation options the user gave (they apply to `bench shapes --model` only)."""
-    return [flag for flag, value in (("--guidance", args.guidance), ("--steps", args.steps), ("--shift", args.shift),
+    return [flag for flag, value in (("--guidance", args.guidance), ("--guidance-interval", args.guidance_interval),
+                                     ("--steps", args.steps), ("--shift", args.shift),
                                      ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
                                      ("--sensitivity-clips", args.sensitivity_clips)) if value is not None]
 
@@ -424,7 +433,8 @@ def _bench_shapes(args) -> int:
                                   seed=args.seed, guidance=args.guidance, baseline_guidance=baseline,
                                   vae_clips=24 if args.vae_clips is None else args.vae_clips,
                                   sensitivity_clips=24 if args.sensitivity_clips is None else args.sensitivity_clips,
-                                  steps=args.steps, shift=args.shift, progress=not args.no_progress)
+                                  guidance_interval=args.guidance_interval, steps=args.steps, shift=args.shift,
+                                  progress=not args.no_progress)
     print("\n".join(summary_lines(result)))
     for note in result.notes:
         print(f"note: {note}")

@@ -112,25 +112,37 @@ class SampleDefaults:
     supported_sizes: tuple[tuple[int, int], ...] = ((832, 480), (480, 832))
     negative_prefix: str = ""
     negative_prompt: str | None = None  # None: the official default negative prompt (after negative_prefix)
+    # sigmas (low, high) where classifier-free guidance applies; outside it one conditional pass per step
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
 
     @classmethod
     def from_file_dict(cls, d: dict[str, Any], source: str = "sample_config.json") -> "SampleDefaults":
         """Read a checkpoint's ``sample_config.json`` (size [w, h], frames, steps, shift, guidance,
-        negative_prompt); every key is optional and the model's native size is its only supported size."""
-        known = {"size", "frames", "steps", "shift", "guidance", "negative_prompt"}
+        guidance_interval [low, high], negative_prompt); every key is optional and the model's native size
+        is its only supported size."""
+        known = {"size", "frames", "steps", "shift", "guidance", "guidance_interval", "negative_prompt"}
         unknown = sorted(set(d) - known)
         if unknown:
             from .errors import CheckpointError
 
             raise CheckpointError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
-        kw: dict[str, Any] = {k: d[k] for k in known - {"size"} if k in d}
+        kw: dict[str, Any] = {k: d[k] for k in known - {"size", "guidance_interval"} if k in d}
+        if "guidance_interval" in d:
+            from .errors import CheckpointError, InputError
+            from .sampling import check_guidance_interval
+
+            try:
+                kw["guidance_interval"] = check_guidance_interval(d["guidance_interval"])
+            except InputError as e:
+                raise CheckpointError(f"{source}: {e}") from None
         size = tuple(d.get("size", cls.size))
         return cls(size=size, supported_sizes=(size,), **kw)
 
     def to_file_dict(self) -> dict[str, Any]:
         """The ``sample_config.json`` form that ``from_file_dict`` reads."""
         return {"size": list(self.size), "frames": self.frames, "steps": self.steps, "shift": self.shift,
-                "guidance": self.guidance, "negative_prompt": self.negative_prompt}
+                "guidance": self.guidance, "guidance_interval": list(self.guidance_interval),
+                "negative_prompt": self.negative_prompt}
 
 
 @dataclass(frozen=True)

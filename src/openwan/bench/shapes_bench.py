@@ -248,8 +248,9 @@ def _save_frames(path: Path, frames: np.ndarray) -> Path:
     return atomic_write(path, write)
 
 
-def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance: float, samples: int, seed: int,
-                  steps: int | None, shift: float | None, directory: Path, lossless: bool, model_name: str,
+def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance: float,
+                  guidance_interval: tuple[float, float], samples: int, seed: int, steps: int | None,
+                  shift: float | None, directory: Path, lossless: bool, model_name: str,
                   progress: bool) -> tuple[ShapesRun, dict[int, np.ndarray]]:
     """Generate, save and score ``samples`` videos per prompt at ``guidance``; returns the run and the
     first sample's frames per prompt index (for the grids)."""
@@ -264,8 +265,8 @@ def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance:
             for s in range(samples):
                 sd = seed + 1000 * p.index + s
                 path = directory / f"p{p.index:03d}_s{s}.mp4"
-                res = pipe.generate(p.prompt, seed=sd, guidance=guidance, steps=steps, shift=shift, output=path,
-                                    progress=False)
+                res = pipe.generate(p.prompt, seed=sd, guidance=guidance, guidance_interval=guidance_interval,
+                                    steps=steps, shift=shift, output=path, progress=False)
                 frames = np.asarray(res.frames)
                 row = {"video": path.name, **p.to_dict(), "sample": s, "seed": sd, "guidance": guidance,
                        "role": role, "model": model_name}
@@ -318,6 +319,7 @@ def vae_reconstruction(vae, *, width: int, height: int, frames: int, clips: int,
 
 def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.PathLike, samples: int = 4,
                      seed: int = 0, guidance: float | None = None, baseline_guidance: float | None = 1.0,
+                     guidance_interval: tuple[float, float] | None = None,
                      vae_clips: int = 24, sensitivity_clips: int = 24, languages: Sequence[str] = LANGUAGES,
                      max_prompts: int | None = None, steps: int | None = None, shift: float | None = None,
                      lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
@@ -328,12 +330,13 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     unless it is None or equal to the main guidance; ``vae_clips`` held-out clips for the VAE PSNR
     (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
     skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` and ``shift``
-    override the checkpoint's sampling steps and noise-schedule shift (sweeps); ``lossless`` also saves each
+    override the checkpoint's sampling steps and noise-schedule shift and ``guidance_interval`` the sigmas
+    between which guidance applies (sweeps); ``lossless`` also saves each
     video's exact frames (.npz) so a re-score of ``out/videos`` gives the same numbers. Writes the reports
     into ``out``.
     """
     from .. import __version__, load_pipeline
-    from ..sampling import check_shift
+    from ..sampling import check_guidance_interval, check_shift
 
     if out is None:
         raise InputError("run_shapes_bench needs out= (a folder for the videos and reports)")
@@ -348,6 +351,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     if shift is not None:
         shift = check_shift(shift)
     guidance = _check_guidance("guidance", guidance)
+    if guidance_interval is not None:
+        guidance_interval = check_guidance_interval(guidance_interval)
     baseline_guidance = _check_guidance("baseline guidance", baseline_guidance)
     prompts = shapes_prompts(languages=languages)[:max_prompts]
     out = Path(out)
@@ -357,9 +362,10 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     pipe = load_pipeline(model)
     d = pipe.defaults
     main_g = d.guidance if guidance is None else guidance
+    interval = d.guidance_interval if guidance_interval is None else guidance_interval
     model_name = str(pipe.source)
     settings = {"model": str(pipe.source), "bundled": model is None, "steps": d.steps if steps is None else steps,
-                "guidance": main_g, "baseline_guidance": baseline_guidance, "samples": samples, "seed": seed,
+                "guidance": main_g, "guidance_interval": list(interval), "baseline_guidance": baseline_guidance, "samples": samples, "seed": seed,
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
                 "prompts": len(prompts), "max_prompts": max_prompts, "size": list(d.size), "frames": d.frames,
                 "shift": d.shift if shift is None else shift, "negative_prompt": d.negative_prompt,
@@ -368,6 +374,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
     kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "lossless": lossless,
+                          "guidance_interval": interval,
                           "model_name": model_name, "progress": progress}
     main, firsts = _generate_run(pipe, prompts, role="main", guidance=main_g,
                                  directory=out / "videos" / guidance_label(main_g), **kw)

@@ -22,6 +22,24 @@ def check_shift(shift: object) -> float:
     return float(shift)
 
 
+FULL_GUIDANCE_INTERVAL: tuple[float, float] = (0.0, 1.0)
+
+
+def check_guidance_interval(interval: object) -> tuple[float, float]:
+    """``(low, high)`` noise levels (flow-matching sigma, 0 = clean, 1 = pure noise) between which
+    classifier-free guidance applies; InputError unless ``0 <= low < high <= 1``."""
+    try:
+        low, high = interval  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise InputError(f"guidance interval must be two sigmas (low, high), got {interval!r}") from None
+    for v in (low, high):
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v)):
+            raise InputError(f"guidance interval must be two numbers in [0, 1], got {interval!r}")
+    if not 0.0 <= low < high <= 1.0:
+        raise InputError(f"guidance interval needs 0 <= low < high <= 1 (sigmas), got ({low:g}, {high:g})")
+    return float(low), float(high)
+
+
 def make_solver(name: str, steps: int, shift: float) -> FlowSolver:
     """A fresh single-use solver; call its ``step`` once for each of its ``timesteps``."""
     if name not in _SOLVER_CLASSES:
@@ -32,11 +50,13 @@ def make_solver(name: str, steps: int, shift: float) -> FlowSolver:
 
 
 __all__ = [
+    "FULL_GUIDANCE_INTERVAL",
     "SOLVERS",
     "DPMPPSolver",
     "EulerSolver",
     "FlowSolver",
     "UniPCSolver",
+    "check_guidance_interval",
     "check_shift",
     "dpmpp_sigmas",
     "make_solver",
