@@ -28,6 +28,7 @@ def test_generate_without_model_uses_the_bundled_model(tmp_path):
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["model"] == str(bundled_model_path())
     assert (meta["width"], meta["height"], meta["frames"], meta["steps"]) == (64, 64, 17, 30)
+    assert (meta["guidance"], meta["guidance_interval"]) == (4.0, [0.3, 1.0])
 
 
 @pytest.mark.parametrize("prompt, colour", [

@@ -122,6 +122,7 @@ def test_shortened_recipe_builds_a_model_that_generates_with_its_own_defaults(re
     m = result.metadata
     assert result.frames.shape == (17, 64, 64, 3)
     assert (m["steps"], m["guidance"], m["shift"], m["negative_prompt"]) == (30, 4.0, 3.0, "")
+    assert m["guidance_interval"] == [0.3, 1.0]  # recipe.toml's [sample] reaches the model's sample_config.json
 
 
 def test_rerunning_the_recipe_skips_finished_steps(recipe_run, capsys):
