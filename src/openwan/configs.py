@@ -139,10 +139,13 @@ class SampleDefaults:
         return cls(size=size, supported_sizes=(size,), **kw)
 
     def to_file_dict(self) -> dict[str, Any]:
-        """The ``sample_config.json`` form that ``from_file_dict`` reads."""
-        return {"size": list(self.size), "frames": self.frames, "steps": self.steps, "shift": self.shift,
-                "guidance": self.guidance, "guidance_interval": list(self.guidance_interval),
-                "negative_prompt": self.negative_prompt}
+        """The ``sample_config.json`` form that ``from_file_dict`` reads. The guidance interval is written only
+        when it is not the full (0, 1), so a plain model's file stays readable by releases without it."""
+        d: dict[str, Any] = {"size": list(self.size), "frames": self.frames, "steps": self.steps,
+                             "shift": self.shift, "guidance": self.guidance}
+        if tuple(self.guidance_interval) != (0.0, 1.0):
+            d["guidance_interval"] = list(self.guidance_interval)
+        return {**d, "negative_prompt": self.negative_prompt}
 
 
 @dataclass(frozen=True)
