@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .errors import CheckpointError, InputError
+
 # Official default negative prompt (wan/configs/shared_config.py ``sample_neg_prompt``). Used verbatim
 # when the user gives none so outputs match the reference implementation.
 DEFAULT_NEGATIVE_PROMPT = (
@@ -100,6 +102,9 @@ class VAEConfig:
         return asdict(self)
 
 
+FULL_GUIDANCE_INTERVAL: tuple[float, float] = (0.0, 1.0)  # guidance at every sampling step (plain CFG)
+
+
 @dataclass(frozen=True)
 class SampleDefaults:
     """Sampling defaults of a variant (official generate.py / configs)."""
@@ -113,7 +118,7 @@ class SampleDefaults:
     negative_prefix: str = ""
     negative_prompt: str | None = None  # None: the official default negative prompt (after negative_prefix)
     # sigmas (low, high) where classifier-free guidance applies; outside it one conditional pass per step
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float] = FULL_GUIDANCE_INTERVAL
 
     @classmethod
     def from_file_dict(cls, d: dict[str, Any], source: str = "sample_config.json") -> "SampleDefaults":
@@ -123,13 +128,10 @@ class SampleDefaults:
         known = {"size", "frames", "steps", "shift", "guidance", "guidance_interval", "negative_prompt"}
         unknown = sorted(set(d) - known)
         if unknown:
-            from .errors import CheckpointError
-
             raise CheckpointError(f"{source}: unknown keys {unknown}; known: {sorted(known)}")
         kw: dict[str, Any] = {k: d[k] for k in known - {"size", "guidance_interval"} if k in d}
         if "guidance_interval" in d:
-            from .errors import CheckpointError, InputError
-            from .sampling import check_guidance_interval
+            from .sampling import check_guidance_interval  # sampling imports this module
 
             try:
                 kw["guidance_interval"] = check_guidance_interval(d["guidance_interval"])
@@ -143,7 +145,7 @@ class SampleDefaults:
         when it is not the full (0, 1), so a plain model's file stays readable by releases without it."""
         d: dict[str, Any] = {"size": list(self.size), "frames": self.frames, "steps": self.steps,
                              "shift": self.shift, "guidance": self.guidance}
-        if tuple(self.guidance_interval) != (0.0, 1.0):
+        if tuple(self.guidance_interval) != FULL_GUIDANCE_INTERVAL:
             d["guidance_interval"] = list(self.guidance_interval)
         return {**d, "negative_prompt": self.negative_prompt}
 

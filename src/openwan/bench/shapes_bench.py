@@ -331,8 +331,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
     skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` and ``shift``
     override the checkpoint's sampling steps and noise-schedule shift and ``guidance_interval`` the sigmas
-    between which guidance applies (sweeps); ``lossless`` also saves each
-    video's exact frames (.npz) so a re-score of ``out/videos`` gives the same numbers. Writes the reports
+    between which guidance applies (sweeps); ``lossless`` also saves each video's exact frames (.npz) so a
+    re-score of ``out/videos`` gives the same numbers. Writes the reports
     into ``out``.
     """
     from .. import __version__, load_pipeline
@@ -365,7 +365,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     interval = d.guidance_interval if guidance_interval is None else guidance_interval
     model_name = str(pipe.source)
     settings = {"model": str(pipe.source), "bundled": model is None, "steps": d.steps if steps is None else steps,
-                "guidance": main_g, "guidance_interval": list(interval), "baseline_guidance": baseline_guidance, "samples": samples, "seed": seed,
+                "guidance": main_g, "guidance_interval": list(interval), "baseline_guidance": baseline_guidance,
+                "samples": samples, "seed": seed,
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
                 "prompts": len(prompts), "max_prompts": max_prompts, "size": list(d.size), "frames": d.frames,
                 "shift": d.shift if shift is None else shift, "negative_prompt": d.negative_prompt,
@@ -374,8 +375,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
     kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "lossless": lossless,
-                          "guidance_interval": interval,
-                          "model_name": model_name, "progress": progress}
+                          "guidance_interval": interval, "model_name": model_name, "progress": progress}
     main, firsts = _generate_run(pipe, prompts, role="main", guidance=main_g,
                                  directory=out / "videos" / guidance_label(main_g), **kw)
     baseline = None

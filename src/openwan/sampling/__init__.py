@@ -22,9 +22,6 @@ def check_shift(shift: object) -> float:
     return float(shift)
 
 
-FULL_GUIDANCE_INTERVAL: tuple[float, float] = (0.0, 1.0)
-
-
 def check_guidance_interval(interval: object) -> tuple[float, float]:
     """``(low, high)`` noise levels (flow-matching sigma, 0 = clean, 1 = pure noise) between which
     classifier-free guidance applies; InputError unless ``0 <= low < high <= 1``."""
@@ -50,7 +47,6 @@ def make_solver(name: str, steps: int, shift: float) -> FlowSolver:
 
 
 __all__ = [
-    "FULL_GUIDANCE_INTERVAL",
     "SOLVERS",
     "DPMPPSolver",
     "EulerSolver",
