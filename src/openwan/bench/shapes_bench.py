@@ -364,7 +364,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     main_g = d.guidance if guidance is None else guidance
     interval = d.guidance_interval if guidance_interval is None else guidance_interval
     model_name = str(pipe.source)
-    settings = {"model": str(pipe.source), "bundled": model is None, "steps": d.steps if steps is None else steps,
+    settings = {"model": model_name, "bundled": model is None, "steps": d.steps if steps is None else steps,
                 "guidance": main_g, "guidance_interval": list(interval), "baseline_guidance": baseline_guidance,
                 "samples": samples, "seed": seed,
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
