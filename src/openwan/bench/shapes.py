@@ -41,6 +41,8 @@ MIN_BLOB_AREA = 20  # px; ~5x5, below the smallest shape the world draws (>= 8 p
 CONTACT_TOL_PX = 2  # anti-aliased edges are unassigned, so touching masks sit ~1-2 px apart
 STILL_FRACTION = 0.05  # net displacement below 5% of min(H, W) (and below 2 px) is "still"
 PAN_MIN_PX = 2.0  # a cumulative background shift below this is no pan
+PAN_STEP_OUTLIER = 1 / 16  # a frame-to-frame background step this far (x the side) off the clip's median
+                          # step is a wrong correlation peak: a camera pan shifts the scene steadily
 SIZE_RATIO = 1.3  # end/start area ratio for grows/shrinks
 FALL_MIN_A = 0.05  # px/frame^2; quadratic coefficient that counts as acceleration
 FALL_MIN_R2 = 0.95
@@ -343,7 +345,8 @@ def background_shift(video: np.ndarray, tracks: list[Track]) -> np.ndarray:
 
     Phase correlation of consecutive grey frames. Per pair, the objects of BOTH frames are painted
     over with the same constant in both images, so a moving object leaves no signal and a static
-    background gives exactly zero; backgrounds without texture (flat, gradient) give zeros too.
+    background gives exactly zero; backgrounds without texture (flat, gradient) give zeros too. A step
+    more than PAN_STEP_OUTLIER of the side off the clip's median step is replaced by the median.
     """
     import cv2
 
@@ -363,7 +366,7 @@ def background_shift(video: np.ndarray, tracks: list[Track]) -> np.ndarray:
         greys.append(g)
         # texture left after removing the smooth background: none -> nothing to correlate on
         textured.append(float((g - bg)[~masks[-1]].std()) > 2.0 if (~masks[-1]).any() else False)
-    shifts = np.zeros((t_len, 2))
+    steps = np.zeros((t_len, 2))
     for t in range(1, t_len):
         step = np.zeros(2)
         if textured[t - 1] and textured[t]:
@@ -377,8 +380,13 @@ def background_shift(video: np.ndarray, tracks: list[Track]) -> np.ndarray:
                 (dx, dy), response = cv2.phaseCorrelate(a, b, win)
                 if response > 0.05:  # content in b sits at a's position + (dx, dy)
                     step = _refine_shift(greys[t - 1], greys[t], ~masks[t - 1], ~masks[t], dx, dy)
-        shifts[t] = shifts[t - 1] + step
-    return shifts
+        steps[t] = step
+    if t_len > 2:
+        # one frame pair whose wall changed (a generated clip can redraw it) gives a peak anywhere
+        median = np.median(steps[1:], axis=0)
+        off = np.abs(steps[1:] - median).max(axis=1) > PAN_STEP_OUTLIER * min(h, w)
+        steps[1:][off] = median
+    return np.cumsum(steps, axis=0)
 
 
 def _refine_shift(a: np.ndarray, b: np.ndarray, valid_a: np.ndarray, valid_b: np.ndarray,
