@@ -368,7 +368,6 @@ def background_shift(video: np.ndarray, tracks: list[Track]) -> np.ndarray:
         textured.append(float((g - bg)[~masks[-1]].std()) > 2.0 if (~masks[-1]).any() else False)
     steps = np.zeros((t_len, 2))
     for t in range(1, t_len):
-        step = np.zeros(2)
         if textured[t - 1] and textured[t]:
             fg = masks[t - 1] | masks[t]
             a, b = greys[t - 1], greys[t]
@@ -379,8 +378,7 @@ def background_shift(video: np.ndarray, tracks: list[Track]) -> np.ndarray:
                 a[fg], b[fg] = float(a[~fg].mean()), float(b[~fg].mean())
                 (dx, dy), response = cv2.phaseCorrelate(a, b, win)
                 if response > 0.05:  # content in b sits at a's position + (dx, dy)
-                    step = _refine_shift(greys[t - 1], greys[t], ~masks[t - 1], ~masks[t], dx, dy)
-        steps[t] = step
+                    steps[t] = _refine_shift(greys[t - 1], greys[t], ~masks[t - 1], ~masks[t], dx, dy)
     if t_len > 2:
         # one frame pair whose wall changed (a generated clip can redraw it) gives a peak anywhere
         median = np.median(steps[1:], axis=0)
