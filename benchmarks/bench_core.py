@@ -58,7 +58,8 @@ def bench_vae(device, repeats: int, size: int, frames: list[int]) -> dict:
     theirs = theirs.to(device).eval()
     rows = []
     for n in frames:
-        z = torch.randn(1, 16, (n - 1) // 4 + 1, size // 8, size // 8, generator=torch.Generator().manual_seed(n)).to(device)
+        gen = torch.Generator().manual_seed(n)
+        z = torch.randn(1, 16, (n - 1) // 4 + 1, size // 8, size // 8, generator=gen).to(device)
         z_raw = ours.denormalize(z)
         with torch.no_grad():
             row = compare(lambda: ours.decode(z), lambda: theirs.decode(z_raw, return_dict=False), device,
@@ -126,7 +127,8 @@ def main() -> None:
 def _report(result: dict, out: Path) -> None:
     vae = result.get("vae_decode")
     if vae and "ours_peak_mib" in vae["rows"][0]:
-        vae["ours_peak_growth_first_to_last"] = round(vae["rows"][-1]["ours_peak_mib"] / vae["rows"][0]["ours_peak_mib"], 3)
+        first, last = vae["rows"][0]["ours_peak_mib"], vae["rows"][-1]["ours_peak_mib"]
+        vae["ours_peak_growth_first_to_last"] = round(last / first, 3)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import SMALL
 
 from openwan import load_pipeline
 from openwan.checkpoint.io import read_state_dict, write_pth
@@ -15,8 +16,6 @@ from openwan.cli import main
 from openwan.configs import VARIANTS
 from openwan.errors import CheckpointError, InputError, NumericalError
 from openwan.validation import warn_unsupported_size
-
-from conftest import SMALL
 
 
 def test_size_not_multiple_of_16_names_nearest(tiny_pipe):

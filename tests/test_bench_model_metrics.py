@@ -63,7 +63,8 @@ def clip_dir(tmp_path_factory):
     cfg = CLIPConfig(
         text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
                          "num_attention_heads": 2, "max_position_embeddings": 77,
-                         "bos_token_id": len(vocab) - 2, "eos_token_id": len(vocab) - 1, "pad_token_id": len(vocab) - 1},
+                         "bos_token_id": len(vocab) - 2, "eos_token_id": len(vocab) - 1,
+                         "pad_token_id": len(vocab) - 1},
         vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
                            "image_size": 32, "patch_size": 8},
         projection_dim=16)

@@ -68,7 +68,8 @@ def oracle() -> types.ModuleType:
             m.__path__ = []  # a bare package: nothing of pyiqa's __init__ (and its deps) runs
             sys.modules[name] = m
         sys.modules["pyiqa.utils.registry"].ARCH_REGISTRY = types.SimpleNamespace(register=lambda: (lambda c: c))
-        sys.modules["pyiqa.matlab_utils"] = _load_file("pyiqa.matlab_utils.padding", pkg / "matlab_utils" / "padding.py")
+        padding = pkg / "matlab_utils" / "padding.py"
+        sys.modules["pyiqa.matlab_utils"] = _load_file("pyiqa.matlab_utils.padding", padding)
         _load_file("pyiqa.data.multiscale_trans_util", pkg / "data" / "multiscale_trans_util.py")
         # arch_util pulls in torchvision/huggingface_hub; take only its dist_to_mos, from its own source
         util = types.ModuleType("pyiqa.archs.arch_util")

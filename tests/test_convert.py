@@ -8,14 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from openwan.checkpoint.convert import convert_checkpoint
 from openwan.checkpoint.io import read_state_dict, write_safetensors
 from openwan.checkpoint.layout import OFFICIAL_DIT, OFFICIAL_T5, OFFICIAL_VAE
 from openwan.cli import main
 from openwan.errors import InputError
-
-from conftest import SMALL
 
 
 def _assert_same_state_dict(a: dict, b: dict) -> None:

@@ -65,8 +65,16 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from openwan.distributed import (apply_context_parallel, apply_fsdp, average_gradients, build_mesh, destroy,
-                                     full_state_dict, init_distributed, remove_context_parallel)
+    from openwan.distributed import (
+        apply_context_parallel,
+        apply_fsdp,
+        average_gradients,
+        build_mesh,
+        destroy,
+        full_state_dict,
+        init_distributed,
+        remove_context_parallel,
+    )
 
     env = init_distributed("cpu")
     assert (env.rank, env.world_size, env.backend) == (rank, WORLD, "gloo") and init_distributed() is env

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 from PIL import Image
 
 from openwan.checkpoint.lora_keys import normalize_lora, read_lora
@@ -17,8 +18,6 @@ from openwan.errors import CheckpointError, InputError
 from openwan.media import sidecar_path
 from openwan.pipelines import WanPipeline
 from openwan.training.lora import LoRAConfig, add_lora, lora_state_dict, merge_lora, save_lora, unmerge_lora
-
-from conftest import SMALL
 
 IMAGE = dict(SMALL, frames=1, steps=3)  # one frame keeps the VAE cheap; PNG is lossless, so CLI frames compare exactly
 PROMPT = "a red kite over the sea"

@@ -248,7 +248,8 @@ def test_mask_weighted_vae_training_reads_masks_in_image_and_video_stages(tmp_pa
     result = train(load_config(cfg))
     assert result.steps == 3 and all(np.isfinite(result.losses))
     # image stage: single frames and their masks; video stage: the clip and its mask; the square is in each
-    assert [s[:2] for s in seen] == [((2, 3, 1, 64, 64), (2, 1, 1, 64, 64))] * 2 + [((1, 3, 5, 64, 64), (1, 1, 5, 64, 64))]
+    image, video = ((2, 3, 1, 64, 64), (2, 1, 1, 64, 64)), ((1, 3, 5, 64, 64), (1, 1, 5, 64, 64))
+    assert [s[:2] for s in seen] == [image] * 2 + [video]
     assert all(s[2] > 0.9 for s in seen)
     rows = [json.loads(line) for line in (tmp_path / "vae-run" / "metrics.jsonl").read_text().splitlines()]
     assert all("l1" in r and "l2" not in r for r in rows if "loss" in r)

@@ -7,12 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL
 
 from openwan import load_pipeline
 from openwan.cli import main
 from openwan.media import read_video
-
-from conftest import SMALL
 
 
 def test_cli_generates_mp4_with_requested_frames_size_and_metadata(tiny_official, tmp_path, capsys):

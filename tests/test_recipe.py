@@ -295,7 +295,8 @@ def test_a_dit_finetune_must_continue_the_dit(tmp_path):
     recipe = load_recipe(RECIPE, [f"output_dir={json.dumps(str(tmp_path / 'run'))}",
                                   'dit_finetune="dit-motions.toml"'])
     recipe.dit_finetune_overrides += ['model.init="random"']
-    with pytest.raises(InputError, match=r"dit_finetune = .*dit-motions\.toml must be a DiT run .*model\.init = 'base'"):
+    with pytest.raises(InputError,
+                       match=r"dit_finetune = .*dit-motions\.toml must be a DiT run .*model\.init = 'base'"):
         run_recipe(recipe)
     assert not (tmp_path / "run").exists()  # checked before any step
 
@@ -310,7 +311,8 @@ def test_a_torch_compile_that_cannot_work_stops_the_recipe_before_any_step(tmp_p
     monkeypatch.setattr(torch, "compile", no_compiler)
     recipe = load_recipe(RECIPE, [f"output_dir={json.dumps(str(tmp_path / 'run'))}"])
     with pytest.raises(InputError, match=r"dit\.toml: run\.compile = true, but torch\.compile does not work on cpu "
-                                         r"here \(RuntimeError: InvalidCxxCompiler.*C\+\+ compiler.*run\.compile = false"):
+                                         r"here \(RuntimeError: InvalidCxxCompiler.*C\+\+ compiler.*"
+                                         r"run\.compile = false"):
         run_recipe(recipe)
     assert not (tmp_path / "run").exists()
 

@@ -12,15 +12,24 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from openwan.checkpoint.tiny_tokenizer import build_tiny_tokenizer
 from transformers import AutoTokenizer
 
 from openwan.checkpoint.io import load_into, read_state_dict, write_pth
-from openwan.checkpoint.keymap_t5 import (TRANSFORMERS_EMBEDDINGS, t5_official_to_transformers,
-                                          t5_transformers_to_official)
+from openwan.checkpoint.keymap_t5 import (
+    TRANSFORMERS_EMBEDDINGS,
+    t5_official_to_transformers,
+    t5_transformers_to_official,
+)
+from openwan.checkpoint.tiny_tokenizer import build_tiny_tokenizer
 from openwan.errors import CheckpointError, InputError
-from openwan.models.text_encoder import (WanTextEncoder, build_umt5_encoder, clean_prompt, load_tokenizer,
-                                         umt5_config_from_official_state_dict, umt5_xxl_config)
+from openwan.models.text_encoder import (
+    WanTextEncoder,
+    build_umt5_encoder,
+    clean_prompt,
+    load_tokenizer,
+    umt5_config_from_official_state_dict,
+    umt5_xxl_config,
+)
 
 VOCAB = 320
 TINY = dict(dim=32, dim_attn=32, dim_ffn=64, num_heads=4, num_layers=2, num_buckets=32)

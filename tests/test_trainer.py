@@ -145,7 +145,8 @@ def test_a_latent_cache_from_other_inputs_is_an_error_not_reused(tmp_path, tiny_
     cfg = write_config(tmp_path, tiny_official, two_clips, steps=1)
     train(load_config(cfg))
     source = tmp_path / "run" / "cache" / "clips" / "source.json"
-    assert {"vae", "latent_statistics", "text_encoder", "tokenizer", "clips", "fps"} <= json.loads(source.read_text()).keys()
+    keys = json.loads(source.read_text()).keys()
+    assert {"vae", "latent_statistics", "text_encoder", "tokenizer", "clips", "fps"} <= keys
     train(load_config(cfg, ["stages.0.steps=2"]))  # same inputs: the cache is reused
     # The run folder and its clips copied elsewhere together: still the same inputs, nothing re-encoded.
     import shutil
@@ -242,7 +243,11 @@ def test_cache_filling_encodes_clips_in_batches_and_each_caption_once(tmp_path, 
         return video[:, :, ::4, ::8, ::8] * 2
 
     calls, texts = [], []
-    encode_text = lambda captions: texts.extend(captions) or [torch.full((2, 4), float(len(c))) for c in captions]
+
+    def encode_text(captions):
+        texts.extend(captions)
+        return [torch.full((2, 4), float(len(c))) for c in captions]
+
     cache = LatentCache(tmp_path / "cache")
     n = fill_cache(dataset, cache, encode_video=encode_video, encode_text=encode_text,
                    encode_mask=lambda m: m[:, :, ::4, ::8, ::8], progress=False)

@@ -143,7 +143,8 @@ def test_default_param_count_and_keys_on_meta():
     keys = set(model.state_dict())
     assert "latents_mean" not in keys and "latents_std" not in keys
     assert {k.split(".")[0] for k in keys} == {"encoder", "conv1", "conv2", "decoder"}
-    for key in ("encoder.conv1.weight", "encoder.downsamples.0.residual.0.gamma", "encoder.downsamples.2.resample.1.weight",
+    for key in ("encoder.conv1.weight", "encoder.downsamples.0.residual.0.gamma",
+                "encoder.downsamples.2.resample.1.weight",
                 "encoder.downsamples.5.time_conv.weight", "encoder.middle.1.to_qkv.weight", "encoder.head.0.gamma",
                 "encoder.head.2.weight", "decoder.upsamples.3.time_conv.weight", "decoder.upsamples.4.shortcut.weight",
                 "decoder.upsamples.11.resample.1.weight", "decoder.head.2.bias", "conv1.weight", "conv2.weight"):
@@ -177,7 +178,8 @@ def test_keymap_matches_diffusers_and_round_trips():
 
 def test_keymap_refuses_decoder_attention():
     with torch.device("meta"):
-        sd = WanVAE(VAEConfig(dim=8, z_dim=4, attn_scales=(1.0,), latents_mean=(0.0,) * 4, latents_std=(1.0,) * 4)).state_dict()
+        cfg = VAEConfig(dim=8, z_dim=4, attn_scales=(1.0,), latents_mean=(0.0,) * 4, latents_std=(1.0,) * 4)
+        sd = WanVAE(cfg).state_dict()
     with pytest.raises(CheckpointError, match="attention"):
         vae_official_to_diffusers(sd)
 

@@ -18,8 +18,15 @@ from openwan.models.image_vae import ImageVAE
 from openwan.models.vae import CausalConv3d, Resample, WanVAE
 from openwan.training import vae_losses
 from openwan.training.vae_inflate import inflate_image_vae
-from openwan.training.vae_losses import (PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, kl_loss,
-                                         l1_loss, mse_loss)
+from openwan.training.vae_losses import (
+    PerceptualLoss,
+    adaptive_gan_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_loss,
+    l1_loss,
+    mse_loss,
+)
 from openwan.training.vae_objective import VAELossConfig, VAEObjective
 
 # 4 levels with the official temporal pattern (two temporal down/upsamplers), 8-16 channels: fast on one core.
@@ -71,7 +78,7 @@ def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return randomize_(model, seed, std=0.1)
 
 
-# ---- differentiable reconstruction ---------------------------------------------------------------------------
+# ---- differentiable reconstruction -----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tiny() -> WanVAE:
@@ -147,7 +154,7 @@ def test_reconstruct_sampling_and_input_checks(tiny):
         tiny.reconstruct(clips(1, frames=6), sample=False)
 
 
-# ---- image VAE and inflation ----------------------------------------------------------------------------------------
+# ---- image VAE and inflation -----------------------------------------------------------------------------------------
 
 def image_vs_inflated(image_vae: ImageVAE, images: torch.Tensor) -> float:
     video_vae = inflate_image_vae(image_vae)
@@ -219,8 +226,10 @@ def test_inflated_vae_keeps_training_on_video():
         opt.zero_grad()
         out.loss.backward()
         if step == 0:  # the temporal parts the image stage never had get gradients
-            # (slice 1 sees the previous frame; with 2 latent frames, slice 0 of the latent-rate convs sees only padding)
-            temporal = [m.weight for n, m in vae.named_modules() if isinstance(m, CausalConv3d) and "time_conv" not in n]
+            # (slice 1 sees the previous frame; with 2 latent frames, slice 0 of the latent-rate convs sees only
+            # padding)
+            temporal = [m.weight for n, m in vae.named_modules()
+                        if isinstance(m, CausalConv3d) and "time_conv" not in n]
             assert all(w.grad[:, :, 1].abs().sum() > 0 for w in temporal)
             assert all(m.time_conv.weight.grad.abs().sum() > 0 for m in vae.modules() if isinstance(m, Resample)
                        and hasattr(m, "time_conv"))
@@ -240,7 +249,7 @@ def test_image_vae_input_checks():
         VAEObjective(image_vae).generator_step(clips(1, frames=5), 0)
 
 
-# ---- the recipe end to end ------------------------------------------------------------------------------------------
+# ---- the recipe end to end -------------------------------------------------------------------------------------------
 
 def test_recipe_improves_held_out_reconstruction():
     """Image stage (single frames) -> inflate -> video stage, plain Adam, default losses (sampled posterior)."""
@@ -277,7 +286,7 @@ def test_recipe_improves_held_out_reconstruction():
     assert psnr_final >= psnr_image_stage - 1.0  # the video stage builds on the image stage
 
 
-# ---- discriminator ----------------------------------------------------------------------------------------------------
+# ---- discriminator ---------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("norm", ["group", "spectral"])
 def test_discriminator_shapes(norm):
@@ -303,7 +312,7 @@ def test_discriminator_scores_patches_locally():
     assert diff[0, 0] > 0 and diff[-1, -1] == 0
 
 
-# ---- losses ---------------------------------------------------------------------------------------------------------------
+# ---- losses ----------------------------------------------------------------------------------------------------------
 
 def test_losses_on_hand_values():
     real = torch.tensor([2.0, 0.5, -1.0])
@@ -344,7 +353,7 @@ def test_adaptive_gan_weight_is_the_gradient_norm_ratio():
     assert adaptive_gan_weight((w * a).sum(), (w * b * 0).sum(), w) == 1e4  # clamped
 
 
-# ---- the objective and the GAN stage ------------------------------------------------------------------------------------
+# ---- the objective and the GAN stage ---------------------------------------------------------------------------------
 
 def test_gan_stage_updates_each_model_only_in_its_own_step():
     torch.manual_seed(0)
@@ -421,12 +430,13 @@ def test_loss_config_checks():
         VAELossConfig(gan_start_step=-1)
 
 
-# ---- perceptual loss ----------------------------------------------------------------------------------------------------
+# ---- perceptual loss -------------------------------------------------------------------------------------------------
 
 def test_perceptual_loss_without_weights_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no torchvision VGG16 in the hub cache
     monkeypatch.setattr(vae_losses, "_lpips_package_dir", lambda: None)  # as if lpips were not installed
-    with pytest.raises(InputError, match=r"pip install lpips.*vgg16-397923af\.pth|vgg16-397923af\.pth.*pip install lpips") as e:
+    how = r"pip install lpips.*vgg16-397923af\.pth|vgg16-397923af\.pth.*pip install lpips"
+    with pytest.raises(InputError, match=how) as e:
         VAEObjective(WanVAE(SMALL), VAELossConfig(perceptual=1.0))
     assert "lpips package is not installed" in str(e.value) and "perceptual_weights" in str(e.value)
     with pytest.raises(InputError, match="does not exist"):

@@ -71,7 +71,8 @@ def _baseline_guidance(text: str) -> float | str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="openwan",
-        description="Wan 2.1 video generation: generate, train, export, evaluate, make data, inspect and convert checkpoints.",
+        description=("Wan 2.1 video generation: generate, train, export, evaluate, make data, inspect and convert "
+                     "checkpoints."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"openwan {__version__}")

@@ -75,7 +75,7 @@ class DiTConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DiTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> DiTConfig:
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
         for k in ("patch_size", "window_size"):
@@ -121,7 +121,7 @@ class SampleDefaults:
     guidance_interval: tuple[float, float] = FULL_GUIDANCE_INTERVAL
 
     @classmethod
-    def from_file_dict(cls, d: dict[str, Any], source: str = "sample_config.json") -> "SampleDefaults":
+    def from_file_dict(cls, d: dict[str, Any], source: str = "sample_config.json") -> SampleDefaults:
         """Read a checkpoint's ``sample_config.json`` (size [w, h], frames, steps, shift, guidance,
         guidance_interval [low, high], negative_prompt); every key is optional and the model's native size
         is its only supported size."""

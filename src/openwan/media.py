@@ -51,14 +51,14 @@ def check_writable(path: str | os.PathLike, *, frames: int) -> Path:
     return p
 
 
-def frames_to_tensor(frames: np.ndarray) -> "torch.Tensor":
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 frames [T, H, W, 3] -> float32 video [3, T, H, W] in [-1, 1] (the VAE's input range)."""
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).contiguous().float().div_(127.5).sub_(1.0)
 
 
-def tensor_to_frames(video: "torch.Tensor") -> np.ndarray:
+def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     """Video [3, T, H, W] in [-1, 1] (any dtype/device) -> uint8 frames [T, H, W, 3], clamped and rounded."""
     import torch
 

@@ -47,7 +47,7 @@ class BenchInputs:
     items: list[VideoItem] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
 
-    def extend(self, other: "BenchInputs") -> None:
+    def extend(self, other: BenchInputs) -> None:
         self.items += other.items
         self.problems += other.problems
 

@@ -140,7 +140,7 @@ def physics_iq_score(video: np.ndarray, reference: np.ndarray) -> MetricResult:
 
 def build_metrics(suite: str, options: MetricOptions | None = None) -> dict[str, MetricFn]:
     """Every metric name the suites use, bound to this run's models, judge and references."""
-    from .metrics import WEIGHT_FREE, _USES_FLOW
+    from .metrics import _USES_FLOW, WEIGHT_FREE
     from .model_metrics import ModelMetrics
 
     options = options or MetricOptions()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777"]
 
 
-def to_dict(r: "BenchResult") -> dict[str, Any]:
+def to_dict(r: BenchResult) -> dict[str, Any]:
     s = r.suite
     card = r.scorecard
     return {
@@ -51,7 +51,7 @@ def _csv(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def summary_rows(r: "BenchResult") -> list[list[Any]]:
+def summary_rows(r: BenchResult) -> list[list[Any]]:
     """One row per model × dimension, model × total, and model × category (categorised suites)."""
     rows: list[list[Any]] = [["model", "kind", "name", "value", "status", "winner"]]
     for m, sm in r.summaries.items():
@@ -71,7 +71,7 @@ def summary_rows(r: "BenchResult") -> list[list[Any]]:
     return rows
 
 
-def video_rows(r: "BenchResult") -> list[list[Any]]:
+def video_rows(r: BenchResult) -> list[list[Any]]:
     rows: list[list[Any]] = [["model", "video", "prompt", "category", "sample", "seed", "kind", "name", "value",
                               "status"]]
     for v in r.videos:
@@ -141,7 +141,7 @@ td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}th{ba
 .problem{color:#b91c1c}h2{margin-top:28px}"""
 
 
-def to_html(r: "BenchResult") -> str:
+def to_html(r: BenchResult) -> str:
     e = html.escape
     s, card, models = r.suite, r.scorecard, r.models
     scale = s.scale
@@ -170,9 +170,9 @@ def to_html(r: "BenchResult") -> str:
     p.append("<h2>Dimensions</h2><table><tr><th>dimension</th><th>metrics</th>"
              + "".join(f"<th>{e(m)}</th>" for m in models) + "</tr>")
     for d in s.dimensions:
-        cells = "".join(f"<td class='{'' if r.summaries[m].dims[d.key].ok else 'nr'}'>"
-                        f"{_fmt(r.summaries[m].dims[d.key].value, scale) if r.summaries[m].dims[d.key].ok else e(r.summaries[m].dims[d.key].status)}</td>"
-                        for m in models)
+        dims = [r.summaries[m].dims[d.key] for m in models]
+        cells = "".join(f"<td class='{'' if x.ok else 'nr'}'>{_fmt(x.value, scale) if x.ok else e(x.status)}</td>"
+                        for x in dims)
         p.append(f"<tr><td>{e(d.label)}</td><td>{e(', '.join(d.metrics + d.optional))}</td>{cells}</tr>")
     p.append("</table>")
     rows = card.categories
@@ -195,7 +195,7 @@ def to_html(r: "BenchResult") -> str:
     return "".join(p)
 
 
-def write_reports(r: "BenchResult", out: str | os.PathLike) -> dict[str, Path]:
+def write_reports(r: BenchResult, out: str | os.PathLike) -> dict[str, Path]:
     d = Path(out)
     return {
         "json": write_text_atomic(d / "report.json", json.dumps(to_dict(r), indent=2, ensure_ascii=False) + "\n"),

@@ -21,7 +21,7 @@ class MetricResult:
         return self.value is not None
 
     @classmethod
-    def not_run(cls, name: str, needs: str, **details: Any) -> "MetricResult":
+    def not_run(cls, name: str, needs: str, **details: Any) -> MetricResult:
         return cls(name, None, f"not run: needs {needs}", dict(details))
 
     def to_dict(self) -> dict[str, Any]:

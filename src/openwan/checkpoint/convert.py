@@ -12,12 +12,18 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
-
 from ..configs import LATENTS_MEAN, LATENTS_STD, DiTConfig, VAEConfig, variant_for
 from ..errors import CheckpointError, InputError
 from .io import StateDict, write_pth, write_safetensors, write_text_atomic
-from .layout import (OFFICIAL_DIT, OFFICIAL_T5, OFFICIAL_TOKENIZER, OFFICIAL_VAE, OFFICIAL_VAE_CONFIG,
-                     CheckpointFiles, find_checkpoint)
+from .layout import (
+    OFFICIAL_DIT,
+    OFFICIAL_T5,
+    OFFICIAL_TOKENIZER,
+    OFFICIAL_VAE,
+    OFFICIAL_VAE_CONFIG,
+    CheckpointFiles,
+    find_checkpoint,
+)
 from .loader import dit_config_from_file, read_official_state_dict, vae_config_from_file
 
 MAX_SHARD_BYTES = 5 * 1024**3

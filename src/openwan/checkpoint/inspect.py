@@ -30,7 +30,8 @@ def _headers(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
                     sl = sf.get_slice(k)
                     out[k] = (tuple(sl.get_shape()), str(sl.get_dtype()))
         else:
-            out.update({k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in read_state_dict(f).items()})
+            out.update({k: (tuple(v.shape), str(v.dtype).removeprefix("torch."))
+                        for k, v in read_state_dict(f).items()})
     return out
 
 
@@ -82,7 +83,8 @@ def format_description(d: dict) -> str:
         f"  layout:    {d['layout']} (DiT keys: {d['dit_keys']})",
         f"  variant:   {d['variant']} — {d['description']}",
         f"  DiT:       {d['dit_parameters']:,} parameters, dtype {', '.join(d['dit_dtypes'])}; "
-        f"dim {cfg['dim']}, {cfg['num_layers']} layers, {cfg['num_heads']} heads, in {cfg['in_dim']} / out {cfg['out_dim']}, "
+        f"dim {cfg['dim']}, {cfg['num_layers']} layers, {cfg['num_heads']} heads, "
+        f"in {cfg['in_dim']} / out {cfg['out_dim']}, "
         f"type {cfg['model_type']}",
     ]
     for name, comp in d["components"].items():

@@ -29,7 +29,8 @@ from .io import StateDict
 
 _TOP = {"conv1.": "quant_conv.", "conv2.": "post_quant_conv."}
 _HEAD = {"head.0.": "norm_out.", "head.2.": "conv_out."}
-_MIDDLE = {"middle.0.": "mid_block.resnets.0.", "middle.1.": "mid_block.attentions.0.", "middle.2.": "mid_block.resnets.1."}
+_MIDDLE = {"middle.0.": "mid_block.resnets.0.", "middle.1.": "mid_block.attentions.0.",
+           "middle.2.": "mid_block.resnets.1."}
 _RESIDUAL = {"residual.0.": "norm1.", "residual.2.": "conv1.", "residual.3.": "norm2.", "residual.6.": "conv2.",
              "shortcut.": "conv_shortcut."}
 
@@ -169,7 +170,8 @@ def vae_config_from_diffusers(d: Mapping[str, Any]) -> VAEConfig:
     }
     bad = [f"{k}={got!r}" for k, (got, want) in unsupported.items() if got != want]
     if bad:
-        raise CheckpointError(f"unsupported AutoencoderKLWan config ({', '.join(bad)}): only the Wan 2.1 VAE is supported")
+        raise CheckpointError(f"unsupported AutoencoderKLWan config ({', '.join(bad)}): "
+                              "only the Wan 2.1 VAE is supported")
     z_dim = d.get("z_dim", default.z_dim)
     mean, std = _default_stats(z_dim)
     return VAEConfig(

@@ -46,8 +46,9 @@ DIFFUSERS_LAYOUT = """diffusers layout (as Wan2.1-T2V-1.3B-Diffusers/):
     tokenizer/     tokenizer files
     scheduler/     scheduler_config.json"""
 
-SINGLE_FILE_LAYOUT = """single-file layout: one DiT .safetensors (keys optionally prefixed with 'model.diffusion_model.'),
-    with the VAE, text encoder and tokenizer given separately (--vae, --text-encoder, --tokenizer)"""
+SINGLE_FILE_LAYOUT = """single-file layout: one DiT .safetensors (keys optionally prefixed with
+    'model.diffusion_model.'), with the VAE, text encoder and tokenizer given separately (--vae,
+    --text-encoder, --tokenizer)"""
 
 
 @dataclass
@@ -96,7 +97,8 @@ def find_checkpoint(path: str | os.PathLike) -> CheckpointFiles:
     layout when a required file is missing."""
     root = Path(path).expanduser()
     if not root.exists():
-        raise CheckpointError(f"checkpoint path not found: {root}\nexpected one of:\n{OFFICIAL_LAYOUT}\n{DIFFUSERS_LAYOUT}")
+        raise CheckpointError(f"checkpoint path not found: {root}\n"
+                              f"expected one of:\n{OFFICIAL_LAYOUT}\n{DIFFUSERS_LAYOUT}")
     if root.is_file():
         if not root.name.endswith((".safetensors", ".safetensors.index.json", ".pth")):
             raise CheckpointError(f"{root} is not a checkpoint file (.safetensors or .pth)\n{SINGLE_FILE_LAYOUT}")
@@ -148,7 +150,8 @@ def _find_diffusers(root: Path) -> CheckpointFiles:
 
     dit, dit_cfg = sub("transformer", "diffusion_pytorch_model")
     if dit is None:
-        raise CheckpointError(f"{root}: missing transformer/diffusion_pytorch_model*.safetensors\nexpected {DIFFUSERS_LAYOUT}")
+        raise CheckpointError(f"{root}: missing transformer/diffusion_pytorch_model*.safetensors\n"
+                              f"expected {DIFFUSERS_LAYOUT}")
     vae, vae_cfg = sub("vae", "diffusion_pytorch_model")
     te, te_cfg = sub("text_encoder", "model")
     tok = root / "tokenizer"
@@ -210,7 +213,8 @@ def check_slot(kind: str, slot: str, source: Path, expected_layout: str) -> None
     """Raise a clear error when a file meant for ``slot`` ('dit', 'vae', 't5') holds another model."""
     if kind == "unknown":
         raise CheckpointError(
-            f"{source} does not look like a {SLOT_NAMES[slot]} checkpoint (unrecognised keys)\nexpected {expected_layout}"
+            f"{source} does not look like a {SLOT_NAMES[slot]} checkpoint (unrecognised keys)\n"
+            f"expected {expected_layout}"
         )
     got = kind.split("-")[0]
     if got != slot:

@@ -73,7 +73,7 @@ def _assign(model: torch.nn.Module, sd: StateDict, path: Path, expected_layout: 
 
 
 def load_dit(path: Path, *, config_path: Path | None = None, device: torch.device | str = "cpu",
-             dtype: torch.dtype | None = None, expected_layout: str = "") -> "WanDiT":  # noqa: F821
+             dtype: torch.dtype | None = None, expected_layout: str = "") -> WanDiT:  # noqa: F821
     from ..models.dit import WanDiT
     from .keymap_dit import dit_config_from_state_dict
 
@@ -91,7 +91,7 @@ def vae_config_from_file(path: Path) -> VAEConfig:
 
 
 def load_vae(path: Path, *, config_path: Path | None = None, device: torch.device | str = "cpu",
-             dtype: torch.dtype = torch.float32, expected_layout: str = "") -> "WanVAE":  # noqa: F821
+             dtype: torch.dtype = torch.float32, expected_layout: str = "") -> WanVAE:  # noqa: F821
     from ..models.vae import WanVAE
     from .keymap_vae import vae_config_from_state_dict
 
@@ -104,12 +104,16 @@ def load_vae(path: Path, *, config_path: Path | None = None, device: torch.devic
 
 def load_text_encoder(path: Path, tokenizer: Path | None, *, config_path: Path | None = None,
                       device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
-                      text_len: int = 512, expected_layout: str = "") -> "WanTextEncoder":  # noqa: F821
+                      text_len: int = 512, expected_layout: str = "") -> WanTextEncoder:  # noqa: F821
     """umT5 encoder from an official ``.pth`` (official keys) or a transformers/diffusers folder's weights."""
     from transformers import UMT5Config
 
-    from ..models.text_encoder import (WanTextEncoder, build_umt5_encoder, load_tokenizer,
-                                       umt5_config_from_official_state_dict)
+    from ..models.text_encoder import (
+        WanTextEncoder,
+        build_umt5_encoder,
+        load_tokenizer,
+        umt5_config_from_official_state_dict,
+    )
     from .keymap_t5 import t5_official_to_transformers
 
     if tokenizer is None:

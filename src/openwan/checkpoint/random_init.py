@@ -18,7 +18,8 @@ from torch import nn
 from ..configs import DiTConfig, VAEConfig
 from .convert import save_diffusers, save_official
 
-TINY_DIT = DiTConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2, text_dim=64, freq_dim=256)  # head_dim 128 as released, so a bare DiT file implies its head count
+# head_dim 128 as released, so a bare DiT file implies its head count
+TINY_DIT = DiTConfig(dim=256, ffn_dim=512, num_heads=2, num_layers=2, text_dim=64, freq_dim=256)
 TINY_VAE = VAEConfig(dim=16, z_dim=16, dim_mult=(1, 2, 2, 2), num_res_blocks=1)
 TINY_T5 = dict(d_model=64, d_ff=128, num_heads=2, d_kv=32, num_layers=2)
 

@@ -58,7 +58,7 @@ from .decode import (
 from .manifest import ManifestEntry
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 MISSING = "missing"
 CORRUPT = "unreadable/corrupt"

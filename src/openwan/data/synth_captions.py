@@ -54,7 +54,8 @@ MOTION_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
         "zh": ("{obj}向下移动", "{obj}匀速下降", "{obj}往下滑动"),
     },
     "falls and bounces": {
-        "en": ("{obj} falls and bounces", "{obj} drops to the floor and bounces", "{obj} falls down and bounces off the ground"),
+        "en": ("{obj} falls and bounces", "{obj} drops to the floor and bounces",
+               "{obj} falls down and bounces off the ground"),
         "zh": ("{obj}落下并弹起", "{obj}掉到地上又弹了起来", "{obj}从上方落下，碰到地面后反弹"),
     },
     "collides": {

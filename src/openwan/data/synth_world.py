@@ -446,7 +446,8 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
         return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, rr)], cam, floor_y, events)
     if m == "stays still":
         x0, y0 = free(big, w - 1 - big, big, floor_y - big)
-        return _Scene([_Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)], cam, floor_y, events)
+        track = _Track(spec.shape, spec.colour, spec.size, x0 * ones, y0 * ones, r * ones)
+        return _Scene([track], cam, floor_y, events)
     # Camera pans: "pans left" moves the camera left, so the content slides right in the image.
     ss = spec.supersample
     direction = -1 if m == "camera pans left" else 1

@@ -43,7 +43,8 @@ class PatchDiscriminator3D(nn.Module):
         for i in range(layers + 1):
             stride = 2 if i < layers else 1
             grouped = i > 0 and norm == "group"  # pix2pix: no normalisation on the input layer
-            blocks.append(self._conv(chans[i], chans[i + 1], stride, norm, bias=not grouped))  # GroupNorm removes a bias
+            # GroupNorm removes a bias
+            blocks.append(self._conv(chans[i], chans[i + 1], stride, norm, bias=not grouped))
             if grouped:
                 blocks.append(nn.GroupNorm(math.gcd(32, chans[i + 1]), chans[i + 1]))
             blocks.append(nn.LeakyReLU(0.2))

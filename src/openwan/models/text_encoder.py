@@ -61,7 +61,8 @@ class WanTextEncoder(nn.Module):
 
     @torch.no_grad()
     def encode(self, prompts: str | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encode ``prompts``; returns (embeddings ``[B, text_len, d_model]`` in the model dtype, lengths ``[B]`` int64)."""
+        """Encode ``prompts``; returns (embeddings ``[B, text_len, d_model]`` in the model dtype, lengths ``[B]``
+        int64)."""
         if isinstance(prompts, str):
             prompts = [prompts]
         if not prompts or not all(isinstance(p, str) for p in prompts):

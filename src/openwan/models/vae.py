@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint as _activation_checkpoint
 from ..configs import VAEConfig
 from ..errors import InputError
 
+
 class FeatureCache:
     """Streaming state of one encode/decode call: for each causal layer, its input frames that the
     next chunk still needs. A layer that has run holds an entry, possibly ``None`` (no past frames)."""

@@ -12,8 +12,8 @@ import torch
 
 from ..checkpoint.io import write_text_atomic
 from ..checkpoint.layout import CheckpointFiles, find_checkpoint
-from ..checkpoint.lora_keys import read_lora
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
+from ..checkpoint.lora_keys import read_lora
 from ..configs import SampleDefaults, variant_for
 from ..devices import resolve_device, resolve_dtype
 from ..errors import CheckpointError

@@ -25,8 +25,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
-                                                     set_model_state_dict, set_optimizer_state_dict)
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
 
 from ..checkpoint.io import write_text_atomic
 from ..checkpoint.loader import load_dit, load_text_encoder, load_vae
@@ -426,7 +431,8 @@ class DiTTrainer(Trainer):
                 dist.barrier()
                 src.cache.claim(source, write=False)
             n = fill_cache(src.dataset, src.cache, encode_video=self.encode_video, encode_text=self.encode_text,
-                           encode_mask=self.latent_mask if masks else None, rank=self.env.rank, world_size=self.env.world_size,
+                           encode_mask=self.latent_mask if masks else None, rank=self.env.rank,
+                           world_size=self.env.world_size,
                            progress=self.is_main and self.cfg.logging.progress, desc=f"cache {src.name}",
                            donors=functools.partial(self._cache_donors, src.name, source, masks))
             if self.env.world_size > 1:
@@ -434,8 +440,9 @@ class DiTTrainer(Trainer):
             log.info("cached %d clips of %s", n, src.name)
         if self.cfg.flow.text_dropout > 0:
             for src in data.sources:
-                if src.cache is not None and not src.cache.has_text(self.cfg.flow.dropout_prompt) and self.is_main:
-                    src.cache.put_text(self.cfg.flow.dropout_prompt, self.encode_text([self.cfg.flow.dropout_prompt])[0])
+                empty = self.cfg.flow.dropout_prompt
+                if src.cache is not None and not src.cache.has_text(empty) and self.is_main:
+                    src.cache.put_text(empty, self.encode_text([empty])[0])
             if self.env.world_size > 1:
                 dist.barrier()
 

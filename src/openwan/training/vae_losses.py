@@ -214,7 +214,8 @@ def _weight_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in (".pth", ".pt", ".safetensors") and p.is_file())
         if not files:
-            raise InputError(f"perceptual weights folder {path} has no .pth/.pt/.safetensors file. {HOW_TO_GET_WEIGHTS}")
+            raise InputError(f"perceptual weights folder {path} has no .pth/.pt/.safetensors file. "
+                             f"{HOW_TO_GET_WEIGHTS}")
         return files
     raise InputError(f"perceptual weights {path} does not exist. {HOW_TO_GET_WEIGHTS}")
 

@@ -31,8 +31,16 @@ from ..errors import InputError
 from ..models.discriminator import PatchDiscriminator3D
 from ..models.image_vae import ImageVAE
 from ..models.vae import WanVAE
-from .vae_losses import (PerceptualLoss, adaptive_gan_weight, hinge_d_loss, hinge_g_loss, kl_loss, l1_loss,
-                         mask_weights, mse_loss)
+from .vae_losses import (
+    PerceptualLoss,
+    adaptive_gan_weight,
+    hinge_d_loss,
+    hinge_g_loss,
+    kl_loss,
+    l1_loss,
+    mask_weights,
+    mse_loss,
+)
 
 
 @dataclass
@@ -66,13 +74,16 @@ class VAELossConfig:
             raise InputError("VAE loss needs a reconstruction term: l1, l2 or perceptual must be > 0")
         if not isinstance(self.mask_weight, (int, float)) or not math.isfinite(self.mask_weight) \
                 or self.mask_weight <= 0:
-            raise InputError(f"VAE loss mask_weight must be a finite number > 0 (1 = unweighted), got {self.mask_weight!r}")
+            raise InputError("VAE loss mask_weight must be a finite number > 0 (1 = unweighted), "
+                             f"got {self.mask_weight!r}")
         if not isinstance(self.mask_dilation, int) or isinstance(self.mask_dilation, bool) or self.mask_dilation < 0:
-            raise InputError(f"VAE loss mask_dilation must be a whole number of pixels >= 0, got {self.mask_dilation!r}")
+            raise InputError("VAE loss mask_dilation must be a whole number of pixels >= 0, "
+                             f"got {self.mask_dilation!r}")
         if self.gan_start_step < 0:
             raise InputError(f"VAE loss gan_start_step must be >= 0, got {self.gan_start_step}")
         if self.gan > 0 and (self.disc_base < 1 or self.disc_layers < 1):
-            raise InputError(f"VAE loss disc_base and disc_layers must be >= 1, got {self.disc_base}, {self.disc_layers}")
+            raise InputError("VAE loss disc_base and disc_layers must be >= 1, "
+                             f"got {self.disc_base}, {self.disc_layers}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VAELossConfig:

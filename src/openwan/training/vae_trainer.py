@@ -189,7 +189,8 @@ def export_vae_run(run_dir: str | Path, output: str | Path, *, step: int | None 
     manager = CheckpointManager(run / "checkpoints")
     ckpt = manager.latest() if step is None else run / "checkpoints" / step_dir_name(step)
     if ckpt is None or not (ckpt / "COMPLETE").is_file():
-        raise InputError(f"{run / 'checkpoints'} has no complete checkpoint{'' if step is None else f' for step {step}'}")
+        which = "" if step is None else f" for step {step}"
+        raise InputError(f"{run / 'checkpoints'} has no complete checkpoint{which}")
     vae = load_trained_vae(run, ckpt)
     files = resolve_files(cfg.model.base)
     parts = read_official_components(files)

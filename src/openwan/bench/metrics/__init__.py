@@ -7,15 +7,14 @@ Every metric takes a uint8 RGB video [T, H, W, 3] and returns a MetricResult. Us
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from openwan.bench.metrics import flow as _flow
 from openwan.bench.metrics.camera import camera_motion
 from openwan.bench.metrics.flow import dynamic_degree, motion_magnitude, optical_flow
-from openwan.bench.metrics.physics_iq import (motion_masks, mse, spatial_iou, spatiotemporal_iou,
-                                              weighted_spatial_iou)
+from openwan.bench.metrics.physics_iq import motion_masks, mse, spatial_iou, spatiotemporal_iou, weighted_spatial_iou
 from openwan.bench.metrics.quality import niqe
 from openwan.bench.metrics.temporal import motion_smoothness, pixel_stability, temporal_flickering
 from openwan.bench.result import MetricResult

@@ -139,4 +139,5 @@ def niqe(video: np.ndarray, *, max_frames: int = MAX_FRAMES) -> MetricResult:
     value = float(np.mean(scores))
     quality = float(np.clip((NIQE_WORST - value) / (NIQE_WORST - NIQE_BEST), 0.0, 1.0))
     return MetricResult(name, value, details={
-        "image_quality": quality, "patches_per_frame": (h // PATCH) * (w // PATCH), "per_frame": np.round(scores, 4).tolist(), "frames": idx.tolist()})
+        "image_quality": quality, "patches_per_frame": (h // PATCH) * (w // PATCH),
+        "per_frame": np.round(scores, 4).tolist(), "frames": idx.tolist()})

@@ -104,4 +104,5 @@ def motion_smoothness(video: np.ndarray) -> MetricResult:
         mid = _midpoint(video[i - 1], video[i + 1], pf(a, b), pf(b, a))
         per_frame.append(float(np.abs(mid - video[i].astype(np.float32)).mean(dtype=np.float64)))
     mae = float(np.mean(per_frame))
-    return MetricResult(name, (255.0 - mae) / 255.0, details={"mae": mae, "per_odd_frame_mae": np.round(per_frame, 4).tolist()})
+    return MetricResult(name, (255.0 - mae) / 255.0,
+                        details={"mae": mae, "per_odd_frame_mae": np.round(per_frame, 4).tolist()})

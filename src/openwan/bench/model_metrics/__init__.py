@@ -12,15 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
+from openwan.bench.model_metrics.aesthetic import AESTHETIC_NEEDS, AestheticScorer, aesthetic_quality
 from openwan.bench.model_metrics.clip import (
     CLIP_NEEDS,
     ClipScorer,
     clip_frame_consistency,
     clip_text_alignment,
 )
-from openwan.bench.model_metrics.aesthetic import AESTHETIC_NEEDS, AestheticScorer, aesthetic_quality
 from openwan.bench.model_metrics.dino import DINO_NEEDS, DinoScorer, id_consistency
-from openwan.bench.model_metrics.musiq import MUSIQ_NEEDS, MusiqScorer, musiq_quality
 from openwan.bench.model_metrics.judge import (
     JUDGE_NEEDS,
     RUBRICS,
@@ -30,6 +29,7 @@ from openwan.bench.model_metrics.judge import (
     judge_video,
     parse_score,
 )
+from openwan.bench.model_metrics.musiq import MUSIQ_NEEDS, MusiqScorer, musiq_quality
 from openwan.bench.result import MetricResult
 from openwan.errors import InputError
 
