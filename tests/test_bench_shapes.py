@@ -101,6 +101,31 @@ def test_oracle_ground_truth_renders_score_high() -> None:
     assert set(breakdown(rows, "language")) == {"en", "zh"}
 
 
+def test_the_checker_reads_train_split_renders_and_fast_pans_right() -> None:
+    """Beyond the held-out prompts above: the first 40 train-split clips (other shapes, colours, sizes and walls)
+    and 10 camera pans at 2 px per frame (the recipe's extra DiT data), each scored against its own attributes.
+    Every check must read right and every fall fit to R² >= 0.95; ``moves_away_from_start`` is a diagnostic,
+    not a check, and is left out."""
+    from openwan.bench.shapes import SCORE_NAMES
+    from openwan.data.synth_world import SynthWorldConfig, caption_for, sample_spec
+
+    pans = SynthWorldConfig(pan_speed=2, motions=("camera pans left", "camera pans right"))
+    misses, read = [], 0
+    for config, clips in ((SynthWorldConfig(), 40), (pans, 10)):
+        for i in range(clips):
+            spec = sample_spec(config, i, "train")
+            truth = ShapesPrompt(i, caption_for(spec, "en", 0), "en", spec.shape, spec.colour, spec.motion,
+                                 spec.shape2, spec.colour2)
+            scores, _ = score_video(render_clip(spec)[0], truth)
+            for name in SCORE_NAMES:
+                value = scores[name].value
+                read += value is not None
+                if value is not None and value < (0.95 if name == "fall_acceleration_r2" else 1.0):
+                    misses.append((config.pan_speed, i, spec.motion, name, value))
+    assert not misses, misses
+    assert read >= 50 * 2  # colour and shape at least, on every clip
+
+
 def test_wrong_video_scores_zero_on_the_wrong_attribute() -> None:
     p = _prompt("a green square moves to the left")
     right = ShapesPrompt(0, "x", "en", "square", "green", "moves right")
