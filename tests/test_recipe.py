@@ -33,15 +33,14 @@ SHORT = [
     # dit.toml compiles the DiT; at 5 steps the compiling (twice: batch 4, then 1) is most of the cost.
     # tests/test_trainer.py covers the compiled step, and the probe test below the recipe's compile check.
     "--dit-set", "run.compile=false",
-    # the optional decoder step (configs/shapes-world/decoder.toml; the shipped weights do not use it), at
-    # batch 1: the 16 clips hold two falls
-    "--set", 'decoder="decoder.toml"',
+    # the decoder step (configs/shapes-world/decoder.toml), at batch 1: the 16 clips hold two falls
     "--decoder-set", "stages.0.steps=2", "--decoder-set", "stages.0.batch_size=1",
     "--decoder-set", "logging.progress=false",
-    # the DiT fine-tune on the motions at high noise (configs/shapes-world/dit-motions.toml)
-    "--set", 'dit_finetune="dit-motions.toml"',
-    "--finetune-set", "stages.0.steps=2", "--finetune-set", "stages.0.batch_size=4",
-    "--finetune-set", "logging.progress=false",
+    # the DiT fine-tune at high noise (configs/shapes-world/dit-hard-cases.toml), at batch 1: its smallest
+    # subsets of the 16 clips hold one clip
+    "--finetune-set", "stages.0.steps=2", "--finetune-set", "stages.0.warmup_steps=0",
+    "--finetune-set", "stages.0.batch_size=1",
+    "--finetune-set", "logging.progress=false", "--finetune-set", "run.compile=false",
 ]
 
 
