@@ -235,6 +235,10 @@ def tiny_model(tmp_path_factory) -> Path:
     recipe.dit_overrides += ["stages.0.steps=3", "stages.0.warmup_steps=0", "stages.0.batch_size=4",
                              "stages.1.steps=1", "stages.1.warmup_steps=0", "stages.1.batch_size=1",
                              "logging.progress=false"]
+    # the decoder step and the DiT fine-tune, at batch 1: their smallest subsets of the 16 clips hold one clip
+    recipe.decoder_overrides += ["stages.0.steps=2", "stages.0.batch_size=1", "logging.progress=false"]
+    recipe.dit_finetune_overrides += ["stages.0.steps=2", "stages.0.warmup_steps=0", "stages.0.batch_size=1",
+                                      "run.compile=false", "logging.progress=false"]
     return Path(run_recipe(recipe))
 
 
