@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHORT_SHAPES_RECIPE
 
 from openwan.bench.suites.shapes import (
     DIRECTION_MOTIONS,
@@ -227,18 +228,12 @@ def tiny_model(tmp_path_factory) -> Path:
     from openwan.training.recipe import load_recipe, run_recipe
 
     out = tmp_path_factory.mktemp("shapes-recipe")
-    recipe = load_recipe(REPO / "configs/shapes-world/recipe.toml",
-                         [f"output_dir={out}", "data.clips=16", "stats_clips=4", "text_encoder.train_steps=2",
-                          "text_encoder.train_specs=20"])
-    recipe.vae_overrides += ["stages.0.steps=2", "stages.1.steps=2", "stages.0.warmup_steps=0",
-                             "stages.0.batch_size=4", "stages.1.batch_size=2"]
-    recipe.dit_overrides += ["stages.0.steps=3", "stages.0.warmup_steps=0", "stages.0.batch_size=4",
-                             "stages.1.steps=1", "stages.1.warmup_steps=0", "stages.1.batch_size=1",
-                             "logging.progress=false"]
-    # the decoder step and the DiT fine-tune, at batch 1: their smallest subsets of the 16 clips hold one clip
-    recipe.decoder_overrides += ["stages.0.steps=2", "stages.0.batch_size=1", "logging.progress=false"]
-    recipe.dit_finetune_overrides += ["stages.0.steps=2", "stages.0.warmup_steps=0", "stages.0.batch_size=1",
-                                      "run.compile=false", "logging.progress=false"]
+    short = SHORT_SHAPES_RECIPE
+    recipe = load_recipe(REPO / "configs/shapes-world/recipe.toml", [f"output_dir={out}", *short["--set"]])
+    recipe.vae_overrides += short["--vae-set"]
+    recipe.dit_overrides += short["--dit-set"]
+    recipe.decoder_overrides += short["--decoder-set"]
+    recipe.dit_finetune_overrides += short["--finetune-set"]
     return Path(run_recipe(recipe))
 
 

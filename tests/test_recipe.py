@@ -9,39 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import short_shapes_recipe_args
 from safetensors.torch import load_file
 
 from openwan.cli import main
 from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
-# the recipe's own extra data (fast pans), shortened
-FAST_PANS = "extra_data.0.clips=4"  # a full batch of the first DiT stage
 # two pan clips over mottled walls instead, read by the DiT's pans dataset instead of [data]'s clips
 EXTRA = ('extra_data=[{name="mottled-pans", clips=2, seed=1, backgrounds=["mottled"], '
          'motions=["camera pans left", "camera pans right"], datasets=["pans"]}]')
-SHORT = [
-    "--set", FAST_PANS,
-    "--set", "data.clips=16", "--set", "stats_clips=4",
-    "--set", "text_encoder.train_steps=2", "--set", "text_encoder.train_specs=20",
-    "--vae-set", "stages.0.steps=2", "--vae-set", "stages.0.warmup_steps=0", "--vae-set", "stages.0.batch_size=4",
-    "--vae-set", "stages.1.steps=2", "--vae-set", "stages.1.batch_size=2",
-    "--dit-set", "stages.0.steps=3", "--dit-set", "stages.0.warmup_steps=0", "--dit-set", "stages.0.batch_size=4",
-    # batch 1 in the second stage: of the 16 clips, its collisions subset holds one
-    "--dit-set", "stages.1.steps=2", "--dit-set", "stages.1.warmup_steps=0", "--dit-set", "stages.1.batch_size=1",
-    "--dit-set", "logging.progress=false",
-    # dit.toml compiles the DiT; at 5 steps the compiling (twice: batch 4, then 1) is most of the cost.
-    # tests/test_trainer.py covers the compiled step, and the probe test below the recipe's compile check.
-    "--dit-set", "run.compile=false",
-    # the decoder step (configs/shapes-world/decoder.toml), at batch 1: the 16 clips hold two falls
-    "--decoder-set", "stages.0.steps=2", "--decoder-set", "stages.0.batch_size=1",
-    "--decoder-set", "logging.progress=false",
-    # the DiT fine-tune at high noise (configs/shapes-world/dit-hard-cases.toml), at batch 1: its smallest
-    # subsets of the 16 clips hold one clip
-    "--finetune-set", "stages.0.steps=2", "--finetune-set", "stages.0.warmup_steps=0",
-    "--finetune-set", "stages.0.batch_size=1",
-    "--finetune-set", "logging.progress=false", "--finetune-set", "run.compile=false",
-]
+SHORT = short_shapes_recipe_args()
 
 
 @pytest.fixture(scope="module")
