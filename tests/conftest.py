@@ -39,9 +39,9 @@ def tiny_pipe(tiny_official):
 SMALL = dict(width=64, height=64, frames=5, steps=4, seed=7)
 
 
-# configs/shapes-world/recipe.toml shortened to seconds, per `openwan recipe` override flag (--set, --vae-set, ...).
-# tests/test_recipe.py passes them through the CLI, tests/test_bench_shapes.py to load_recipe.
-SHORT_SHAPES_RECIPE: dict[str, list[str]] = {
+# configs/shapes-world/recipe.toml shortened to seconds, per `openwan recipe` override flag (--set, --vae-set, ...);
+# tests/test_recipe.py and tests/test_bench_shapes.py run it through the CLI with SHORT_SHAPES_RECIPE_ARGS.
+_SHORT_SHAPES_RECIPE: dict[str, list[str]] = {
     "--set": ["extra_data.0.clips=4",  # the fast pans: a full batch of the first DiT stage
               "data.clips=16", "stats_clips=4", "text_encoder.train_steps=2", "text_encoder.train_specs=20"],
     "--vae-set": ["stages.0.steps=2", "stages.0.warmup_steps=0", "stages.0.batch_size=4",
@@ -60,7 +60,5 @@ SHORT_SHAPES_RECIPE: dict[str, list[str]] = {
                        "logging.progress=false", "run.compile=false"],
 }
 
-
-def short_shapes_recipe_args() -> list[str]:
-    """SHORT_SHAPES_RECIPE as `openwan recipe` arguments."""
-    return [arg for flag, items in SHORT_SHAPES_RECIPE.items() for item in items for arg in (flag, item)]
+SHORT_SHAPES_RECIPE_ARGS: list[str] = [arg for flag, items in _SHORT_SHAPES_RECIPE.items()
+                                       for item in items for arg in (flag, item)]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_SHAPES_RECIPE
+from conftest import SHORT_SHAPES_RECIPE_ARGS
 
 from openwan.bench.suites.shapes import (
     DIRECTION_MOTIONS,
@@ -225,16 +225,12 @@ def test_aggregation_on_hand_made_rows() -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A shapes-world model from the real recipe, trained for a handful of steps (~15 s)."""
-    from openwan.training.recipe import load_recipe, run_recipe
+    from openwan.cli import main
 
     out = tmp_path_factory.mktemp("shapes-recipe")
-    short = SHORT_SHAPES_RECIPE
-    recipe = load_recipe(REPO / "configs/shapes-world/recipe.toml", [f"output_dir={out}", *short["--set"]])
-    recipe.vae_overrides += short["--vae-set"]
-    recipe.dit_overrides += short["--dit-set"]
-    recipe.decoder_overrides += short["--decoder-set"]
-    recipe.dit_finetune_overrides += short["--finetune-set"]
-    return Path(run_recipe(recipe))
+    recipe = REPO / "configs/shapes-world/recipe.toml"
+    assert main(["recipe", str(recipe), "--set", f"output_dir={json.dumps(str(out))}", *SHORT_SHAPES_RECIPE_ARGS]) == 0
+    return out / "model"
 
 
 def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -> None:
