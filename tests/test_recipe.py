@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_SHAPES_RECIPE_ARGS
+from conftest import SHORT_SHAPES_RECIPE_ARGS as SHORT
 from safetensors.torch import load_file
 
 from openwan.cli import main
@@ -19,7 +19,6 @@ RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "rec
 # two pan clips over mottled walls instead, read by the DiT's pans dataset instead of [data]'s clips
 EXTRA = ('extra_data=[{name="mottled-pans", clips=2, seed=1, backgrounds=["mottled"], '
          'motions=["camera pans left", "camera pans right"], datasets=["pans"]}]')
-SHORT = SHORT_SHAPES_RECIPE_ARGS
 
 
 @pytest.fixture(scope="module")
