@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
+from openwan.bench.shapes import analyse
 from openwan.data.manifest import read_manifest
 from openwan.data.synth_captions import COLOUR_WORDS, MOTION_TEMPLATES, SHAPE_WORDS
 from openwan.data.synth_world import (
@@ -325,6 +326,24 @@ def test_mottled_walls_are_opt_in_grey_and_structured_at_the_latent_scale():
     config = SynthWorldConfig(num_clips=8, backgrounds=("mottled",), motions=("camera pans left",))
     assert {sample_spec(config, i).background for i in range(8)} == {"mottled"}
     with pytest.raises(InputError, match="mottled"):
+        SynthWorldConfig(backgrounds=("moon",))
+
+
+def test_window_walls_are_opt_in_grey_and_carry_a_landmark_that_pans_with_the_camera():
+    assert "windows" not in BACKGROUNDS
+    spec = dataclasses.replace(_spec("camera pans left", shape="square", colour="cyan", size="small"),
+                               background="windows")
+    frames, mask, truth = render_clip_with_mask(spec)
+    wall = frames[mask == 0].astype(np.int16)
+    assert np.abs(wall - wall[:, :1]).max() <= 1  # grey panes: no hue for the colour checker
+    # a pane is a bright block 2-3 latent cells wide: the wall's columns differ by far more than the texture
+    rows = frames[0, 8:40].astype(np.float32).mean(axis=(0, 2))
+    assert np.ptp(rows) > 40, np.ptp(rows)
+    analysis = analyse(frames)
+    assert analysis.camera_pan == "left", analysis.background_shift
+    true_shift = -(truth["camera_offsets"][-1][0] - truth["camera_offsets"][0][0])  # content moves against the camera
+    assert true_shift > 8 and abs(analysis.background_shift[0] - true_shift) < 2, analysis.background_shift
+    with pytest.raises(InputError, match="windows"):
         SynthWorldConfig(backgrounds=("moon",))
 
 

@@ -54,7 +54,10 @@ BACKGROUNDS = ("dark grey", "light grey", "gradient", "floor")  # the default wo
 # "mottled": a grey wall with soft light and dark patches about 1.5 latent cells (12 px) across, so a camera
 # pan shows at the latent scale, not only in the fine texture every wall carries. (Given to the bundled
 # model's DiT as extra pan clips it did not make it follow left pans: MODEL_CARD.md.)
-EXTRA_BACKGROUNDS = ("mottled",)
+# "windows": a darker wall with light panes 14-22 px wide every 36-48 px, a landmark as big as an object
+# (unmerged experiment, 2026-11-24: as the pans of the bundled DiT's fine-tune, under a VAE that never saw
+# such walls, the panes came out as coloured streaks and the wall's direction ignored the caption; MODEL_CARD).
+EXTRA_BACKGROUNDS = ("mottled", "windows")
 ALL_BACKGROUNDS = BACKGROUNDS + EXTRA_BACKGROUNDS
 SPLITS = ("train", "heldout")
 
@@ -491,8 +494,8 @@ def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin
         base = np.full((h, 1, 3), 48, np.float32)
     elif spec.background == "light grey":
         base = np.full((h, 1, 3), 150, np.float32)
-    elif spec.background == "mottled":
-        base = np.full((h, 1, 3), 100, np.float32)
+    elif spec.background in ("mottled", "windows"):
+        base = np.full((h, 1, 3), 100 if spec.background == "mottled" else 64, np.float32)
     elif spec.background == "gradient":
         top, bottom = np.array([35, 40, 55], np.float32), np.array([105, 100, 95], np.float32)
         base = top + (bottom - top) * ys / (h - 1)
@@ -502,6 +505,17 @@ def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin
     if spec.background == "mottled":
         patches = cv2.GaussianBlur(rng.standard_normal((h, ww)).astype(np.float32), (0, 0), _PATCH_BLUR)
         img += (_PATCH_STD / max(float(patches.std()), 1e-6)) * patches[:, :, None]
+    if spec.background == "windows":
+        # light panes 2-3 latent cells wide, one every 36-48 px along the wide wall: a landmark the size of an
+        # object, so a pan moves something laid out at high noise (where an object's motion is decided)
+        spacing = rng.uniform(36, 48)
+        x = rng.uniform(0, spacing)
+        top = round(rng.uniform(0.08, 0.2) * h)
+        bottom = round(floor_y - rng.uniform(0.15, 0.3) * h)
+        while x < ww:
+            pw = rng.uniform(14, 22)
+            img[top:bottom, round(x):round(x + pw)] = rng.uniform(125, 150)
+            x += spacing
     if spec.background != "floor":
         img[math.ceil(floor_y):] *= 0.8  # a faint floor band so falls land on something visible
     noise = cv2.GaussianBlur(rng.standard_normal((h, ww)).astype(np.float32), (0, 0), 1.2)
