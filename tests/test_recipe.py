@@ -13,6 +13,7 @@ from conftest import SHORT_SHAPES_RECIPE_ARGS as SHORT
 from safetensors.torch import load_file
 
 from openwan.cli import main
+from openwan.data.synth_world import SynthWorldConfig
 from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
@@ -238,6 +239,20 @@ def test_data_rendered_with_other_settings_is_an_error_not_reused(tmp_path, caps
     (manifest.parent / "train.world.json").unlink()
     assert build_data(load_recipe(RECIPE, ["data.clips=3"]), tmp_path / "data") == manifest
     assert manifest.stat().st_mtime_ns == stamp and "reused without checking its settings" in capsys.readouterr().out
+
+
+def test_data_backgrounds_choose_the_world_walls(tmp_path):
+    from openwan.training.recipe import _world_config, build_data, load_recipe
+
+    default = load_recipe(RECIPE)
+    assert _world_config(default).backgrounds == SynthWorldConfig().backgrounds
+    walls = load_recipe(RECIPE, ["data.clips=3", 'data.backgrounds=["windows"]'])
+    manifest = build_data(walls, tmp_path / "data")
+    assert {r["background"] for r in map(json.loads, manifest.read_text().splitlines())} == {"windows"}
+    with pytest.raises(InputError, match=r"\[data\]: .*data was rendered with other settings \(backgrounds"):
+        build_data(load_recipe(RECIPE, ["data.clips=3"]), tmp_path / "data")
+    with pytest.raises(InputError, match=r"\[data\]: backgrounds must be distinct values from .*moon"):
+        load_recipe(RECIPE, ['data.backgrounds=["moon"]'])
 
 
 def test_extra_data_errors_come_before_any_step(tmp_path):

@@ -62,6 +62,7 @@ class RecipeData:
     frames: int = 17
     fps: int = 16
     seed: int = 0
+    backgrounds: list[str] = field(default_factory=list)  # [] = the world's default backgrounds
 
 
 @dataclass
@@ -140,6 +141,10 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             continue
         setattr(recipe, name, str(value if value.is_absolute() else (root / value).resolve()))
     _data_size(recipe)
+    try:
+        _world_config(recipe)  # a bad background fails here, not after hours of training
+    except InputError as e:
+        raise InputError(f"{path}: [data]: {e}") from None
     _check_extra_data_sets(recipe)
     sample_defaults(recipe)
     te = recipe.text_encoder
@@ -176,6 +181,8 @@ def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None) -> Synth
     w, h = _data_size(recipe)
     config = SynthWorldConfig(width=w, height=h, frames=recipe.data.frames, fps=recipe.data.fps,
                               num_clips=recipe.data.clips, seed=recipe.data.seed)
+    if recipe.data.backgrounds:
+        config = dataclasses.replace(config, backgrounds=tuple(recipe.data.backgrounds))
     if extra is None:
         return config
     return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
