@@ -54,9 +54,10 @@ BACKGROUNDS = ("dark grey", "light grey", "gradient", "floor")  # the default wo
 # "mottled": a grey wall with soft light and dark patches about 1.5 latent cells (12 px) across, so a camera
 # pan shows at the latent scale, not only in the fine texture every wall carries. (Given to the bundled
 # model's DiT as extra pan clips it did not make it follow left pans: MODEL_CARD.md.)
-# "windows": a darker wall with light panes 14-22 px wide every 36-48 px, a landmark as big as an object
-# (unmerged experiment, 2026-11-24: as the pans of the bundled DiT's fine-tune, under a VAE that never saw
-# such walls, the panes came out as coloured streaks and the wall's direction ignored the caption; MODEL_CARD).
+# "windows": a darker wall with light panes 14-22 px wide every 36-48 px, a landmark as big as an object.
+# (In a whole recipe run, on a fifth of the world's clips and all fast pans, the DiT moved the walls as far
+# as a true pan does, but under "pans left" mostly the wrong way, and shape and fall scores dropped:
+# MODEL_CARD.md, runs/r20.)
 EXTRA_BACKGROUNDS = ("mottled", "windows")
 ALL_BACKGROUNDS = BACKGROUNDS + EXTRA_BACKGROUNDS
 SPLITS = ("train", "heldout")
