@@ -481,6 +481,9 @@ def _simulate(spec: ClipSpec, rng: np.random.Generator) -> _Scene:
 # ---------------------------------------------------------------- rendering
 
 
+_FLAT_WALLS = {"dark grey": 48, "light grey": 150, "mottled": 100, "windows": 64}  # grey level under the texture
+
+
 def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin: int) -> np.ndarray:
     """World background at supersampled resolution, ``margin`` pixels wider on each side for pans.
 
@@ -491,12 +494,8 @@ def _background(spec: ClipSpec, rng: np.random.Generator, floor_y: float, margin
     ss, h = spec.supersample, spec.height
     ww = spec.width + 2 * margin
     ys = np.arange(h, dtype=np.float32)[:, None, None]
-    if spec.background == "dark grey":
-        base = np.full((h, 1, 3), 48, np.float32)
-    elif spec.background == "light grey":
-        base = np.full((h, 1, 3), 150, np.float32)
-    elif spec.background in ("mottled", "windows"):
-        base = np.full((h, 1, 3), 100 if spec.background == "mottled" else 64, np.float32)
+    if spec.background in _FLAT_WALLS:
+        base = np.full((h, 1, 3), _FLAT_WALLS[spec.background], np.float32)
     elif spec.background == "gradient":
         top, bottom = np.array([35, 40, 55], np.float32), np.array([105, 100, 95], np.float32)
         base = top + (bottom - top) * ys / (h - 1)
