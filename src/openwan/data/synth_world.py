@@ -83,7 +83,7 @@ _MIN_TRAVEL, _MAX_TRAVEL = 0.22, 0.55  # a mover's travel as a fraction of the f
 _FLOOR_FRACTION = 0.9  # floor line at this fraction of the height
 # Grey-level std of the background texture: enough for a pan to be measurable, low enough that a 4x8x8
 # VAE that cannot carry the texture still reconstructs a clip above 30 dB PSNR. (A coarser texture, blur 3.5 px
-# and std 6, lets the VAE keep a fast pan's wall, but a whole run on it drew pans no better: MODEL_CARD.md, runs/r26.)
+# and std 6, lets the VAE keep a fast pan's wall, but a DiT trained on it drew pans no better: MODEL_CARD.md, runs/r26.)
 _TEXTURE_STD = 4.0
 _PATCH_STD, _PATCH_BLUR = 14.0, 5.0  # "mottled" patches: grey-level std, Gaussian blur sigma in px
 
