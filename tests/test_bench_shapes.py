@@ -241,7 +241,8 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
 
     out = tmp_path / "bench"
     r = run_shapes_bench(tiny_model, out=out, samples=1, vae_clips=2, sensitivity_clips=1, languages=("en",),
-                         max_prompts=3, steps=4, shift=5.0, guidance_interval=(0.2, 1.0), progress=False)
+                         max_prompts=3, steps=4, shift=5.0, guidance_interval=(0.2, 1.0), solver="euler",
+                         progress=False)
     for name in ("report.json", "report.md", "grid.png", "grid.gif"):
         assert (out / name).is_file(), name
     main_dir, base_dir = out / "videos" / "guidance-4", out / "videos" / "guidance-1"
@@ -251,23 +252,24 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
     assert all(row["guidance"] == 4.0 and row["language"] == "en" and (main_dir / row["video"]).is_file()
                for row in rows)
     assert len(list(base_dir.glob("*.mp4"))) == 3
-    # steps, shift and the guidance interval reach the sampler: the first video is exactly a direct
-    # generation at shift 5, not 3
+    # steps, shift, solver and the guidance interval reach the sampler: the first video is exactly a direct
+    # Euler generation at shift 5, not one at shift 3 or with the default UniPC
     from openwan import load_pipeline
 
     pipe = load_pipeline(tiny_model)
     assert pipe.defaults.shift == 3.0
     saved = np.load(main_dir / rows[0]["frames"])["frames"]
-    at = {sh: np.asarray(pipe.generate(rows[0]["prompt"], seed=0, guidance=4.0, steps=4, shift=sh,
-                                       guidance_interval=(0.2, 1.0), progress=False).frames) for sh in (5.0, 3.0)}
-    np.testing.assert_array_equal(saved, at[5.0])
-    assert not np.array_equal(saved, at[3.0])
+    at = {(sh, solver): np.asarray(pipe.generate(rows[0]["prompt"], seed=0, guidance=4.0, steps=4, shift=sh,
+                                                 solver=solver, guidance_interval=(0.2, 1.0), progress=False).frames)
+          for sh, solver in ((5.0, "euler"), (3.0, "euler"), (5.0, "unipc"))}
+    np.testing.assert_array_equal(saved, at[5.0, "euler"])
+    assert not np.array_equal(saved, at[3.0, "euler"]) and not np.array_equal(saved, at[5.0, "unipc"])
 
     rep = json.loads((out / "report.json").read_text(encoding="utf-8"))
     s = rep["settings"]
     assert (s["model"], s["steps"], s["shift"], s["guidance"], s["samples"], s["seed"]) == (
         str(tiny_model), 4, 5.0, 4.0, 1, 0)
-    assert s["guidance_interval"] == [0.2, 1.0]
+    assert s["guidance_interval"] == [0.2, 1.0] and s["solver"] == "euler"
     assert rep["main"]["aggregates"]["videos"] == 3 and rep["baseline"]["guidance"] == 1.0
     assert set(rep["main"]["languages"]) == {"en"}
     assert set(rep["main"]["motions"]) == {"falls and bounces", "moves left", "moves right"}
@@ -285,7 +287,8 @@ def test_run_shapes_bench_end_to_end_and_rescore(tiny_model, tmp_path, capsys) -
     assert set(sens["attributes"]) == {"colour", "shape", "motion"} and len(sens["clips"]) == 3
     assert sens["attributes"]["colour"]["increase"] == pytest.approx(r.sensitivity.by_attribute()["colour"]["increase"])
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert "| Colour accuracy |" in md and ">= 30 dB" in md and "Guidance helps" in md and "shift 5.0" in md
+    assert "| Colour accuracy |" in md and ">= 30 dB" in md and "Guidance helps" in md
+    assert "shift 5.0 · solver euler" in md
     assert "## Prompt sensitivity" in md and "| motion | 1 |" in md
     assert "## What the VAE lets through" in md
     assert "| metric | renders | VAE reconstructions | generated videos |" in md
@@ -358,7 +361,8 @@ def test_bad_input(tmp_path, capsys) -> None:
     for kw, msg in (({"samples": 0}, "samples"), ({"languages": ("fr",)}, "languages"),
                     ({"guidance": -1.0}, "guidance"), ({"vae_clips": -2}, "vae_clips"),
                     ({"sensitivity_clips": -1}, "sensitivity_clips"), ({"shift": 0.0}, "shift"),
-                    ({"steps": 0}, "steps"), ({"guidance_interval": (0.9, 0.1)}, "guidance interval")):
+                    ({"steps": 0}, "steps"), ({"guidance_interval": (0.9, 0.1)}, "guidance interval"),
+                    ({"solver": "heun"}, "solver")):
         with pytest.raises(InputError, match=msg):
             run_shapes_bench(tmp_path / "no-model", out=tmp_path / "o", **kw)
     with pytest.raises(SystemExit):
@@ -369,6 +373,8 @@ def test_bad_input(tmp_path, capsys) -> None:
     assert "apply to generation" in capsys.readouterr().err
     assert main(["bench", "shapes", "--videos", str(d), "--shift", "5"]) == 1
     assert "--shift apply to generation" in capsys.readouterr().err
+    assert main(["bench", "shapes", "--videos", str(d), "--solver", "euler"]) == 1
+    assert "--solver apply to generation" in capsys.readouterr().err
     assert main(["bench", "shapes", "--videos", str(d), "--guidance-interval", "0.3", "1"]) == 1
     assert "--guidance-interval apply to generation" in capsys.readouterr().err
     assert main(["bench", "wanbench", "--videos", str(d), "--steps", "10"]) == 1

@@ -236,3 +236,10 @@ def test_make_solver_rejects_bad_input() -> None:
             make_solver("euler", 10, shift)
     with pytest.raises(InputError, match="shape"):
         make_solver("euler", 2, 1.0).step(torch.zeros(2), torch.zeros(3))
+
+
+def test_cli_solver_choices_are_the_solvers() -> None:
+    # the CLI spells the list out (argument parsing does not import torch); it must not drift from SOLVERS
+    from openwan.cli import SOLVER_CHOICES
+
+    assert SOLVER_CHOICES == SOLVERS

@@ -12,6 +12,9 @@ import sys
 from . import __version__
 from .errors import OpenWanError
 
+# openwan.sampling.SOLVERS, spelled out so that parsing arguments (and --help) does not import torch
+SOLVER_CHOICES = ("unipc", "dpm++", "euler")
+
 EPILOG = """examples:
   openwan generate "a red circle falls and bounces"          # the bundled shapes-world model, on any CPU
   openwan generate "一个蓝色的正方形向左移动" -o square.mp4
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "steps outside run one DiT pass instead of two (default: the checkpoint's, else 0 1 = always)")
     g.add_argument("--shift", type=float, default=None, help="noise schedule shift (default 5.0)")
     g.add_argument("--seed", type=int, default=None, help="random seed (default: random, recorded in the metadata)")
-    g.add_argument("--solver", default="unipc", choices=["unipc", "dpm++", "euler"], help="sampler")
+    g.add_argument("--solver", default="unipc", choices=SOLVER_CHOICES, help="sampler")
     g.add_argument("--negative-prompt", default=None,
                    help="what to avoid (default: the official Chinese negative prompt; '' for none)")
     g.add_argument("--fps", type=int, default=16, help="frame rate of the written video")
@@ -242,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shapes: sampling steps of the generated videos (default: the checkpoint's)")
     b.add_argument("--shift", type=float, default=None,
                    help="shapes: noise-schedule shift of the generated videos (default: the checkpoint's)")
+    b.add_argument("--solver", default=None, choices=SOLVER_CHOICES,
+                   help="shapes: sampler of the generated videos (default unipc, as in openwan generate)")
     b.add_argument("--baseline-guidance", type=_baseline_guidance, default=None, metavar="G|none",
                    help="shapes: also generate the same prompts and seeds at this guidance and compare "
                    "adherence (default 1 = no CFG; 'none' skips it)")
@@ -407,7 +412,7 @@ def _bench(args) -> int:
 def _shapes_generation_flags(args) -> list[str]:
     """The shapes suite's generation options the user gave (they apply to `bench shapes --model` only)."""
     return [flag for flag, value in (("--guidance", args.guidance), ("--guidance-interval", args.guidance_interval),
-                                     ("--steps", args.steps), ("--shift", args.shift),
+                                     ("--steps", args.steps), ("--shift", args.shift), ("--solver", args.solver),
                                      ("--baseline-guidance", args.baseline_guidance), ("--vae-clips", args.vae_clips),
                                      ("--sensitivity-clips", args.sensitivity_clips)) if value is not None]
 
@@ -435,7 +440,7 @@ def _bench_shapes(args) -> int:
                                   vae_clips=24 if args.vae_clips is None else args.vae_clips,
                                   sensitivity_clips=24 if args.sensitivity_clips is None else args.sensitivity_clips,
                                   guidance_interval=args.guidance_interval, steps=args.steps, shift=args.shift,
-                                  progress=not args.no_progress)
+                                  solver=args.solver or "unipc", progress=not args.no_progress)
     print("\n".join(summary_lines(result)))
     for note in result.notes:
         print(f"note: {note}")

@@ -260,7 +260,7 @@ def _save_frames(path: Path, frames: np.ndarray) -> Path:
 
 def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance: float,
                   guidance_interval: tuple[float, float], samples: int, seed: int, steps: int | None,
-                  shift: float | None, directory: Path, lossless: bool, model_name: str,
+                  shift: float | None, solver: str, directory: Path, lossless: bool, model_name: str,
                   progress: bool) -> tuple[ShapesRun, dict[int, np.ndarray]]:
     """Generate, save and score ``samples`` videos per prompt at ``guidance``; returns the run and the
     first sample's frames per prompt index (for the grids)."""
@@ -276,7 +276,7 @@ def _generate_run(pipe, prompts: Sequence[ShapesPrompt], *, role: str, guidance:
                 sd = seed + 1000 * p.index + s
                 path = directory / f"p{p.index:03d}_s{s}.mp4"
                 res = pipe.generate(p.prompt, seed=sd, guidance=guidance, guidance_interval=guidance_interval,
-                                    steps=steps, shift=shift, output=path, progress=False)
+                                    steps=steps, shift=shift, solver=solver, output=path, progress=False)
                 frames = np.asarray(res.frames)
                 row = {"video": path.name, **p.to_dict(), "sample": s, "seed": sd, "guidance": guidance,
                        "role": role, "model": model_name}
@@ -334,7 +334,7 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                      guidance_interval: tuple[float, float] | None = None,
                      vae_clips: int = 24, sensitivity_clips: int = 24, languages: Sequence[str] = LANGUAGES,
                      max_prompts: int | None = None, steps: int | None = None, shift: float | None = None,
-                     lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
+                     solver: str = "unipc", lossless: bool = True, progress: bool = True) -> ShapesBenchResult:
     """Benchmark a shapes-world model (``model=None``: the bundled one) against the world's ground truth.
 
     ``samples`` videos per prompt at ``guidance`` (default: the checkpoint's) with seeds
@@ -342,13 +342,14 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
     unless it is None or equal to the main guidance; ``vae_clips`` held-out clips for the VAE PSNR
     (0 skips it); ``sensitivity_clips`` held-out clips per attribute for the prompt-sensitivity probe (0
     skips it). ``languages`` / ``max_prompts`` restrict the prompts (quick runs); ``steps`` and ``shift``
-    override the checkpoint's sampling steps and noise-schedule shift and ``guidance_interval`` the sigmas
-    between which guidance applies (sweeps); ``lossless`` also saves each video's exact frames (.npz) so a
+    override the checkpoint's sampling steps and noise-schedule shift, ``guidance_interval`` the sigmas
+    between which guidance applies, and ``solver`` picks the sampler as ``openwan generate --solver`` does
+    (sweeps); ``lossless`` also saves each video's exact frames (.npz) so a
     re-score of ``out/videos`` gives the same numbers. Writes the reports
     into ``out``.
     """
     from .. import __version__, load_pipeline
-    from ..sampling import check_guidance_interval, check_shift
+    from ..sampling import SOLVERS, check_guidance_interval, check_shift
 
     if out is None:
         raise InputError("run_shapes_bench needs out= (a folder for the videos and reports)")
@@ -362,6 +363,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
         check_int("steps", steps, 1)
     if shift is not None:
         shift = check_shift(shift)
+    if solver not in SOLVERS:
+        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     guidance = _check_guidance("guidance", guidance)
     if guidance_interval is not None:
         guidance_interval = check_guidance_interval(guidance_interval)
@@ -381,12 +384,13 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "samples": samples, "seed": seed,
                 "seed_rule": "seed + 1000 * prompt_index + sample", "languages": list(languages),
                 "prompts": len(prompts), "max_prompts": max_prompts, "size": list(d.size), "frames": d.frames,
-                "shift": d.shift if shift is None else shift, "negative_prompt": d.negative_prompt,
+                "shift": d.shift if shift is None else shift, "solver": solver, "negative_prompt": d.negative_prompt,
                 "vae_clips": vae_clips, "sensitivity_clips": sensitivity_clips,
                 "device": str(pipe.device), "dtype": str(pipe.dtype).removeprefix("torch."),
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
-    kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "lossless": lossless,
+    kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "solver": solver,
+                          "lossless": lossless,
                           "guidance_interval": interval, "model_name": model_name, "progress": progress}
     main, firsts = _generate_run(pipe, prompts, role="main", guidance=main_g,
                                  directory=out / "videos" / guidance_label(main_g), **kw)
@@ -581,7 +585,7 @@ def to_markdown(result: ShapesBenchResult) -> str:
     src = f"videos `{s['videos']}`" if "videos" in s else f"model `{s.get('model')}`"
     g = result.main.guidance
     bg = result.baseline.guidance if result.baseline else None
-    lines.append(f"{src} · steps {s.get('steps', '—')} · shift {s.get('shift', '—')}"
+    lines.append(f"{src} · steps {s.get('steps', '—')} · shift {s.get('shift', '—')} · solver {s.get('solver', '—')}"
                  f" · guidance {'—' if g is None else f'{g:g}'}"
                  f" (baseline {'none' if bg is None else f'{bg:g}'}) · {s.get('samples')} sample(s) per prompt"
                  f" · seed {s.get('seed')} · {s.get('prompts')} prompt(s) ({', '.join(s.get('languages', []))})"
