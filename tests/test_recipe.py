@@ -255,6 +255,29 @@ def test_data_backgrounds_choose_the_world_walls(tmp_path):
         load_recipe(RECIPE, ['data.backgrounds=["moon"]'])
 
 
+def test_data_pan_backgrounds_choose_the_walls_behind_pans_and_extra_sets_keep_them(tmp_path):
+    from openwan.training.recipe import _world_config, build_data, load_recipe
+
+    assert _world_config(load_recipe(RECIPE)).pan_backgrounds is None
+    walls = load_recipe(RECIPE, ["data.clips=24", 'data.pan_backgrounds=["windows"]', EXTRA])
+    config = _world_config(walls)
+    assert config.pan_backgrounds == ("windows",) and config.backgrounds == SynthWorldConfig().backgrounds
+    rows = [json.loads(r) for r in build_data(walls, tmp_path / "data").read_text().splitlines()]
+    pans = {r["motion_label"].startswith("camera pans") for r in rows}
+    assert pans == {True, False}
+    assert {r["background"] for r in rows if r["motion_label"].startswith("camera pans")} == {"windows"}
+    assert "windows" not in {r["background"] for r in rows if not r["motion_label"].startswith("camera pans")}
+    # an extra set that names its walls draws every clip over them; one that does not keeps [data]'s
+    assert _world_config(walls, walls.extra_data[0]).backgrounds == ("mottled",)
+    assert _world_config(walls, walls.extra_data[0]).pan_backgrounds is None
+    plain = load_recipe(RECIPE, ['data.pan_backgrounds=["windows"]', EXTRA.replace(', backgrounds=["mottled"]', "")])
+    assert _world_config(plain, plain.extra_data[0]).pan_backgrounds == ("windows",)
+    with pytest.raises(InputError, match=r"\[data\]: .*data was rendered with other settings \(pan_backgrounds"):
+        build_data(load_recipe(RECIPE, ["data.clips=24"]), tmp_path / "data")
+    with pytest.raises(InputError, match=r"\[data\]: pan_backgrounds must be distinct values from .*moon"):
+        load_recipe(RECIPE, ['data.pan_backgrounds=["moon"]'])
+
+
 def test_extra_data_errors_come_before_any_step(tmp_path):
     from openwan.training.recipe import _world_config, load_recipe, run_recipe
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from openwan.data.synth_world import (
     BACKGROUNDS,
     COLOURS,
     MOTIONS,
+    PAN_MOTIONS,
     ClipSpec,
     SynthWorldConfig,
     _simulate,  # the scene before drawing: cheap enough for hundreds of seeds
@@ -30,6 +32,7 @@ from openwan.data.synth_world import (
     render_clip_with_mask,
     run_synth_world,
     sample_spec,
+    world_settings,
 )
 from openwan.errors import InputError
 from openwan.media import read_video
@@ -347,6 +350,21 @@ def test_window_walls_are_opt_in_grey_and_carry_a_landmark_that_pans_with_the_ca
         SynthWorldConfig(backgrounds=("moon",))
 
 
+def test_pan_backgrounds_choose_the_walls_behind_camera_pans_only():
+    default = SynthWorldConfig(num_clips=300)
+    windows = dataclasses.replace(default, pan_backgrounds=("windows",))
+    specs = [(sample_spec(default, i), sample_spec(windows, i)) for i in range(300)]
+    pans = [(d, w) for d, w in specs if d.motion in PAN_MOTIONS]
+    assert len(pans) > 20 and {w.background for _, w in pans} == {"windows"}
+    # only the wall changes: the same draws decide everything else, and every other clip is the default's
+    assert all(dataclasses.replace(w, background=d.background) == d for d, w in pans)
+    assert all(d == w for d, w in specs if d.motion not in PAN_MOTIONS)
+    assert default.pan_backgrounds is None and world_settings(default)["pan_backgrounds"] is None
+    for bad in ((), ("moon",), ("windows", "windows")):
+        with pytest.raises(InputError, match="pan_backgrounds must be distinct values from"):
+            SynthWorldConfig(pan_backgrounds=bad)
+
+
 def test_grow_and_shrink_change_area_monotonically():
     for motion, sign in (("grows", 1), ("shrinks", -1)):
         frames, truth = render_clip(_spec(motion, shape="square", colour="purple"))
@@ -405,6 +423,11 @@ def test_openwan_data_synth_world_cli(tmp_path, capsys):
                  "--pan-speed", "2"]) == 0
     truth = read_manifest(tmp_path / "fast" / "train.jsonl")[0].extra["truth"]
     assert np.allclose(np.diff(np.array(truth["camera_offsets"])[:, 0]), -2.0)  # the camera moves left
+    assert main(["data", "synth-world", str(tmp_path / "pw"), "--clips", "12", "--pan-backgrounds", "windows"]) == 0
+    rows = [e.extra for e in read_manifest(tmp_path / "pw" / "train.jsonl")]
+    assert {r["background"] for r in rows if r["motion_label"] in PAN_MOTIONS} == {"windows"}
+    assert "windows" not in {r["background"] for r in rows if r["motion_label"] not in PAN_MOTIONS}
+    assert json.loads((tmp_path / "pw" / "train.world.json").read_text())["pan_backgrounds"] == ["windows"]
     assert main(["data", "synth-world", str(tmp_path / "bad"), "--backgrounds", "dark grey,moon"]) != 0
     assert "backgrounds must be distinct values from" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

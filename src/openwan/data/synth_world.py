@@ -61,6 +61,7 @@ BACKGROUNDS = ("dark grey", "light grey", "gradient", "floor")  # the default wo
 EXTRA_BACKGROUNDS = ("mottled", "windows")
 ALL_BACKGROUNDS = BACKGROUNDS + EXTRA_BACKGROUNDS
 SPLITS = ("train", "heldout")
+PAN_MOTIONS = ("camera pans left", "camera pans right")
 
 # Every shape, colour and motion appears at least once, so the held-out test probes each attribute.
 DEFAULT_HELD_OUT: tuple[tuple[str, str, str], ...] = (
@@ -116,10 +117,16 @@ class SynthWorldConfig:
     languages: tuple[str, ...] = LANGUAGES
     supersample: int = 4
     pan_speed: int = 0  # camera pans in whole px per frame; 0 = 0.2-0.3 of the width over the clip
+    # The walls behind camera pans (None: ``backgrounds``, as behind every other motion). A wall with
+    # landmarks ("windows") shows a pan at the noise levels where a DiT lays out a clip; the texture every
+    # wall carries is buried in noise there.
+    pan_backgrounds: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("shapes", "colours", "sizes", "backgrounds", "motions", "languages"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.pan_backgrounds is not None:
+            object.__setattr__(self, "pan_backgrounds", tuple(self.pan_backgrounds))
         check_int("width", self.width, 32)
         check_int("height", self.height, 32)
         if self.width % 16 or self.height % 16:
@@ -135,8 +142,11 @@ class SynthWorldConfig:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise InputError(f"seed must be a non-negative integer, got {self.seed!r}")
         for name, allowed in (("shapes", SHAPES), ("colours", tuple(COLOURS)), ("sizes", SIZES),
-                              ("backgrounds", ALL_BACKGROUNDS), ("motions", MOTIONS), ("languages", LANGUAGES)):
+                              ("backgrounds", ALL_BACKGROUNDS), ("motions", MOTIONS), ("languages", LANGUAGES),
+                              ("pan_backgrounds", ALL_BACKGROUNDS)):
             values = getattr(self, name)
+            if values is None:  # pan_backgrounds: the same walls as every other motion
+                continue
             bad = [v for v in values if v not in allowed]
             if not values or bad or len(set(values)) != len(values):
                 raise InputError(f"{name} must be distinct values from {allowed}, got {values!r}")
@@ -224,8 +234,11 @@ def sample_spec(config: SynthWorldConfig, index: int, split: str = "train") -> C
         if motion == "collides":
             second = {"shape2": pick(config.shapes), "colour2": pick([c for c in config.colours if c != colour]),
                       "size2": pick(config.sizes)}
-        spec = ClipSpec(shape=shape, colour=colour, size=pick(config.sizes), motion=motion,
-                        background=pick(config.backgrounds), seed=int(rng.integers(2**31 - 1)),
+        size, wall, seed = pick(config.sizes), pick(config.backgrounds), int(rng.integers(2**31 - 1))
+        if config.pan_backgrounds and motion in PAN_MOTIONS:
+            # picked by the clip's own seed, not by one more draw: every other clip stays the default world's
+            wall = config.pan_backgrounds[seed % len(config.pan_backgrounds)]
+        spec = ClipSpec(shape=shape, colour=colour, size=size, motion=motion, background=wall, seed=seed,
                         language=pick(config.languages), variant=int(rng.integers(6)),
                         mention_size=bool(rng.random() < 0.5), width=config.width, height=config.height,
                         frames=config.frames, fps=config.fps, supersample=config.supersample,
@@ -742,6 +755,9 @@ def add_synth_world_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--backgrounds", default=",".join(BACKGROUNDS),
                    help=f"comma-separated backgrounds to draw from, of {', '.join(ALL_BACKGROUNDS)} "
                    f"(default: {','.join(BACKGROUNDS)})")
+    p.add_argument("--pan-backgrounds", default=None, metavar="LIST",
+                   help="comma-separated backgrounds behind camera pans only, e.g. windows (default: "
+                   "--backgrounds, as behind every other motion)")
     p.add_argument("--pan-speed", type=int, default=0, metavar="PX",
                    help="camera pans move the scene PX whole pixels per frame (2 = one 8-px VAE cell per "
                    "4-frame latent step); 0, the default, draws 0.2-0.3 of the width over the clip")
@@ -757,7 +773,8 @@ def run_synth_world(args: argparse.Namespace) -> int:
     w, h = args.size
     config = SynthWorldConfig(width=w, height=h, frames=args.frames, fps=args.fps, num_clips=args.clips,
                               seed=args.seed, languages=_names(args.languages), motions=_names(args.motions),
-                              backgrounds=_names(args.backgrounds), pan_speed=args.pan_speed)
+                              backgrounds=_names(args.backgrounds), pan_speed=args.pan_speed,
+                              pan_backgrounds=None if args.pan_backgrounds is None else _names(args.pan_backgrounds))
     manifest = generate_dataset(args.out, config, split=args.split)
     print(f"wrote {config.num_clips} {args.split} clips ({w}x{h}, {config.frames} frames) and {manifest}")
     if args.split == "heldout":

@@ -63,6 +63,7 @@ class RecipeData:
     fps: int = 16
     seed: int = 0
     backgrounds: list[str] = field(default_factory=list)  # [] = the world's default backgrounds
+    pan_backgrounds: list[str] = field(default_factory=list)  # walls behind camera pans only; [] = backgrounds
 
 
 @dataclass
@@ -72,7 +73,7 @@ class RecipeExtraData:
     name: str = ""
     clips: int = 0
     seed: int = 1
-    backgrounds: list[str] = field(default_factory=list)  # [] = the world's default backgrounds
+    backgrounds: list[str] = field(default_factory=list)  # [] = [data]'s walls (pan_backgrounds behind pans)
     motions: list[str] = field(default_factory=list)  # [] = every motion
     pan_speed: int = 0  # camera pans in whole px per frame; 0 = the world's default
     datasets: list[str] = field(default_factory=list)  # DiT [[datasets]] names that read these clips
@@ -183,11 +184,14 @@ def _world_config(recipe: Recipe, extra: RecipeExtraData | None = None) -> Synth
                               num_clips=recipe.data.clips, seed=recipe.data.seed)
     if recipe.data.backgrounds:
         config = dataclasses.replace(config, backgrounds=tuple(recipe.data.backgrounds))
+    if recipe.data.pan_backgrounds:
+        config = dataclasses.replace(config, pan_backgrounds=tuple(recipe.data.pan_backgrounds))
     if extra is None:
         return config
+    # an extra set that names its walls draws every clip over them; otherwise it keeps [data]'s
+    walls = {"backgrounds": tuple(extra.backgrounds), "pan_backgrounds": None} if extra.backgrounds else {}
     return dataclasses.replace(config, num_clips=extra.clips, seed=extra.seed, held_out=None,
-                               backgrounds=tuple(extra.backgrounds) or config.backgrounds,
-                               motions=tuple(extra.motions) or config.motions, pan_speed=extra.pan_speed)
+                               motions=tuple(extra.motions) or config.motions, pan_speed=extra.pan_speed, **walls)
 
 
 def _check_extra_data_sets(recipe: Recipe) -> None:
