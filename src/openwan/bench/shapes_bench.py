@@ -390,8 +390,8 @@ def run_shapes_bench(model: str | os.PathLike | None = None, *, out: str | os.Pa
                 "lossless_frames": lossless, "openwan_version": __version__}
     notes: list[str] = []
     kw: dict[str, Any] = {"samples": samples, "seed": seed, "steps": steps, "shift": shift, "solver": solver,
-                          "lossless": lossless,
-                          "guidance_interval": interval, "model_name": model_name, "progress": progress}
+                          "lossless": lossless, "guidance_interval": interval, "model_name": model_name,
+                          "progress": progress}
     main, firsts = _generate_run(pipe, prompts, role="main", guidance=main_g,
                                  directory=out / "videos" / guidance_label(main_g), **kw)
     baseline = None
