@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SHORT_SHAPES_RECIPE_ARGS
+from conftest import SHORT_SHAPES_RECIPE_ARGS, torch_threads
 
 from openwan.bench.suites.shapes import (
     DIRECTION_MOTIONS,
@@ -39,12 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """One torch thread here: with 2 threads on 2 busy cores, the tiny recipe and sampling run ~5x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def _oracle(p: ShapesPrompt, k: int) -> np.ndarray:

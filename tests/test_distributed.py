@@ -13,6 +13,7 @@ import socket
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import torch_threads
 
 from openwan.checkpoint.random_init import TINY_DIT, randomize_
 from openwan.errors import InputError
@@ -36,8 +37,9 @@ def _batch() -> tuple[torch.Tensor, ...]:
     return x, t, ctx, target
 
 
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+def _rel(a: torch.Tensor, b: torch.Tensor, floor: float = 1e-30) -> float:
+    """||a - b|| / ||b||, with ||b|| taken as at least ``floor``."""
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(floor)).item()
 
 
 # A parameter whose gradient nearly cancels (a key bias under qk-norm: ~1e-3 of the whole gradient) carries
@@ -49,9 +51,8 @@ GRAD_NORM_FLOOR = 1e-2
 
 def _worst(grads: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> tuple[float, str]:
     assert grads.keys() == ref.keys()
-    floor = GRAD_NORM_FLOOR * torch.stack([g.float().norm() for g in ref.values()]).norm()
-    return max((((grads[k].float() - ref[k].float()).norm() / torch.maximum(ref[k].float().norm(), floor)).item(), k)
-               for k in ref)
+    floor = GRAD_NORM_FLOOR * torch.stack([g.float().norm() for g in ref.values()]).norm().item()
+    return max((_rel(grads[k], ref[k], floor), k) for k in ref)
 
 
 def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -170,9 +171,7 @@ def _per_sample_step(dtype: torch.dtype) -> tuple[float, dict[str, torch.Tensor]
 @pytest.fixture(scope="module")
 def reference() -> dict:
     # one thread, as each rank: CPU kernels (oneDNN/AMX bf16 in particular) block their sums by thread count
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         model = _model()
         state = {k: v.clone() for k, v in model.state_dict().items()}
         batch = _batch()
@@ -181,8 +180,6 @@ def reference() -> dict:
             out = model(*batch[:3])
         return dict(loss=loss, grads=grads, out=out, state=state,
                     per_sample=_per_sample_step(torch.float32), per_sample_bf16=_per_sample_step(torch.bfloat16))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_fsdp_data_parallel_matches_single_process(ranks, reference):

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHORT_SHAPES_RECIPE_ARGS as SHORT
+from conftest import torch_threads
 from safetensors.torch import load_file
 
 from openwan.cli import main
-from openwan.data.synth_world import SynthWorldConfig
+from openwan.data.synth_world import PAN_MOTIONS, SynthWorldConfig
 from openwan.errors import InputError
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "shapes-world" / "recipe.toml"
@@ -25,12 +26,8 @@ EXTRA = ('extra_data=[{name="mottled-pans", clips=2, seed=1, backgrounds=["mottl
 @pytest.fixture(scope="module")
 def recipe_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipe") / "run"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         assert main(["recipe", str(RECIPE), "--set", f"output_dir={json.dumps(str(out))}", *SHORT]) == 0
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
@@ -263,10 +260,10 @@ def test_data_pan_backgrounds_choose_the_walls_behind_pans_and_extra_sets_keep_t
     config = _world_config(walls)
     assert config.pan_backgrounds == ("windows",) and config.backgrounds == SynthWorldConfig().backgrounds
     rows = [json.loads(r) for r in build_data(walls, tmp_path / "data").read_text().splitlines()]
-    pans = {r["motion_label"].startswith("camera pans") for r in rows}
-    assert pans == {True, False}
-    assert {r["background"] for r in rows if r["motion_label"].startswith("camera pans")} == {"windows"}
-    assert "windows" not in {r["background"] for r in rows if not r["motion_label"].startswith("camera pans")}
+    walls_by_pan = {True: set(), False: set()}
+    for r in rows:
+        walls_by_pan[r["motion_label"] in PAN_MOTIONS].add(r["background"])
+    assert walls_by_pan[True] == {"windows"} and walls_by_pan[False] and "windows" not in walls_by_pan[False]
     # an extra set that names its walls draws every clip over them; one that does not keeps [data]'s
     assert _world_config(walls, walls.extra_data[0]).backgrounds == ("mottled",)
     assert _world_config(walls, walls.extra_data[0]).pan_backgrounds is None

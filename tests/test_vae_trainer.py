@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import torch_threads
 from test_trainer import RESUME_SCRIPT, _run, moving_square
 
 from openwan.media import write_video
@@ -88,12 +89,8 @@ def test_vae_curriculum_image_then_video_with_gan_improves_held_out_psnr(tmp_pat
         schedule = "cosine"
     """))
     cfg = load_config(cfg_path)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs: threading overhead outweighs the work on 2 busy cores
-    try:
+    with torch_threads(1):  # tiny convs: threading overhead outweighs the work on 2 busy cores
         result = train(cfg)
-    finally:
-        torch.set_num_threads(threads)
     assert result.steps == 190
     logs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert any(r["stage"] == "video" for r in logs)
